@@ -21,9 +21,8 @@ from torch import Tensor
 
 from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
 from gradinv.attacks.dlg import DLGConfig, _check_lbfgs, lbfgs_match
-from gradinv.attacks.gradients import Batching, GradFn
-from gradinv.attacks.labels import resolve_labels
-from gradinv.attacks.objectives import DISTANCES
+from gradinv.attacks.gradients import Batching, Probe
+from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
 from gradinv.attacks.optimization import OptimizationAttack, check_label_strategy, init_candidates
 from gradinv.types import AttackerView, AttackResult, Reconstruction
 
@@ -40,13 +39,17 @@ class IDLGConfig(AttackConfig):
     history_size: int = 100
     restarts: int = 1
     init: Literal["randn", "rand"] = "rand"
-    distance: Literal["l2", "cosine", "l2-fitted"] = "l2"
+    distance: DistanceName = "l2"
+    layer_weights: LayerWeights = "equal"
+    layers: LayerSpec = ()
+    sigma_scale: float = 1.0
     labels: str = "idlg"
     batching: Batching = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_lbfgs(self)  # type: ignore[arg-type]
+        _check_lbfgs(self)
+        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
         check_label_strategy(self.labels)
 
     def lbfgs(self) -> DLGConfig:
@@ -58,6 +61,9 @@ class IDLGConfig(AttackConfig):
             restarts=self.restarts,
             init=self.init,
             distance=self.distance,
+            layer_weights=self.layer_weights,
+            layers=self.layers,
+            sigma_scale=self.sigma_scale,
             batching=self.batching,
             seed=self.seed,
         )
@@ -77,17 +83,12 @@ class IDLG(OptimizationAttack):
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
     ) -> AttackResult:
         cfg = self.config
-        setup = self._setup(view, device)
-        labels, method = resolve_labels(cfg.labels, view, setup.target_dict)
-        labels = labels.to(device)
-        dist_name, notes = self._distance_name(cfg.distance, setup)
-        distance = DISTANCES.get(dist_name)
+        setup, labels, method, matcher, notes = self._prepare(view, device)
         n, (c, h, w) = setup.num_samples, setup.input_shape
         x = init_candidates(cfg.init, (cfg.restarts, n, c, h, w), seed=cfg.seed, device=device)
-        target = setup.target
 
-        def objective(grads: GradFn, xk: Tensor) -> Tensor:
-            return distance(grads(xk, labels), target)
+        def objective(probe: Probe, xk: Tensor) -> Tensor:
+            return matcher(probe(xk, labels))
 
         out = lbfgs_match(setup, [x], objective, cfg.lbfgs(), progress=progress)
         best = out.tracker.best_index

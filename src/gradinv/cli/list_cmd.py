@@ -1,5 +1,6 @@
 """``gradinv list``: models, attacks (with their threat-model requirements), label recovery methods,
-threat models A–H, assumption levels, metrics, data sources and initialisation schemes."""
+threat models A–H, assumption levels, metrics, data sources, initialisation schemes, aggregations and
+defenses (with their stage and parameters)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import json
 from typing import Any
 
 from gradinv.attacks import ATTACKS, LABEL_METHODS
+from gradinv.attacks.labels import AUTO_DESCRIPTION
 from gradinv.data import NORMALIZATIONS, SOURCE_FORMS
+from gradinv.defenses import DEFENSES
 from gradinv.fl import AGGREGATORS
 from gradinv.metrics import METRIC_INFO
 from gradinv.models import INIT_SCHEMES, MODELS
 from gradinv.threat import LEVELS, THREAT_MODELS, Knowledge, weakest_granting
 
-SECTIONS = ("models", "attacks", "labels", "threats", "metrics", "data", "inits", "aggregations")
+SECTIONS = ("models", "attacks", "labels", "threats", "metrics", "data", "inits", "aggregations", "defenses")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list models, attacks, threat models, metrics, data sources")
+    p = sub.add_parser("list", help="list models, attacks, threat models, metrics, data sources, defenses")
     p.add_argument("what", nargs="?", choices=SECTIONS, help="one section only")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -69,7 +72,7 @@ def catalog() -> dict[str, Any]:
             },
             {
                 "name": "auto",
-                "description": "known if granted, else bias-sign/idlg (B = 1) or yin",
+                "description": AUTO_DESCRIPTION,
                 "paper": "",
                 "assumption": "",
             },
@@ -100,6 +103,7 @@ def catalog() -> dict[str, Any]:
         "aggregations": [
             {"name": n, "reveals_individual": c.reveals_individual} for n, c in AGGREGATORS.items()
         ],
+        "defenses": [cls.describe() for _, cls in DEFENSES.items()],
     }
 
 
@@ -162,6 +166,14 @@ def _print_text(cat: dict[str, Any], what: str | None) -> None:
         print("AGGREGATION ([server] aggregation = ...)")
         for a in cat["aggregations"]:
             print(f"  {a['name']:<10} server sees individual updates: {a['reveals_individual']}")
+        print()
+    if show("defenses"):
+        print("DEFENSES ([[defenses]] name = NAME, then parameters; applied in the order given)")
+        for d in cat["defenses"]:
+            params = ", ".join(f"{k}={v!r}" for k, v in d["parameters"].items())
+            print(f"  {d['name']:<15} {d['stage']:<9} {d['description']}")
+            print(f"  {'':<15} {'':<9} parameters: {params or '(none)'}")
+            print(f"  {'':<15} {'':<9} {d['paper']}")
 
 
 def run(args: argparse.Namespace) -> int:

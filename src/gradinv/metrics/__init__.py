@@ -4,7 +4,10 @@
   float batches in ``[0, 1]`` and return float64 ``(N,)`` per-image values (image ``i`` vs image ``i``).
 * ``match`` pairs reconstructions with ground-truth images first (Hungarian algorithm).
 * ``label_accuracy`` compares recovered and true labels as multisets.
-* ``METRIC_INFO`` records each metric's direction (``higher_is_better``) and weight needs.
+* Leakage metrics: ``iip`` (image identifiability precision, Yin et al., CVPR 2021),
+  ``leakage_indicator`` / ``brr`` / ``leakage_rates`` / ``wsrr`` (Du et al., USENIX Security 2025,
+  App. C-II), ``rdlv`` / ``rdlv_best`` with ``prior_image`` (Hatamizadeh et al., IEEE TMI 2023).
+* ``METRIC_INFO`` records each metric's direction (``higher_is_better``), weight needs and summary.
 
 LPIPS is the official AlexNet v0.1 metric and needs torchvision's ImageNet AlexNet weights; ST-LPIPS
 is a different metric (shift-tolerant) whose values are not LPIPS values.
@@ -12,12 +15,22 @@ is a different metric (shift-tolerant) whose values are not LPIPS values.
 
 from __future__ import annotations
 
+from gradinv.metrics.functional.iip import iip, pairwise_distance
 from gradinv.metrics.functional.info import METRIC_INFO, MetricInfo
 from gradinv.metrics.functional.labels import LabelScore, label_accuracy
+from gradinv.metrics.functional.leakage_rates import (
+    LeakageRates,
+    brr,
+    leakage_indicator,
+    leakage_rates,
+    reconstruction_indicator,
+    wsrr,
+)
 from gradinv.metrics.functional.lpips import LPIPS, lpips
 from gradinv.metrics.functional.matching import Matching, match, pairwise_cost
 from gradinv.metrics.functional.mse import mse
 from gradinv.metrics.functional.psnr import psnr
+from gradinv.metrics.functional.rdlv import prior_image, rdlv, rdlv_best
 from gradinv.metrics.functional.ssim import ssim
 from gradinv.metrics.functional.stlpips import STLPIPS, stlpips
 
@@ -26,14 +39,25 @@ __all__ = [
     "METRIC_INFO",
     "STLPIPS",
     "LabelScore",
+    "LeakageRates",
     "Matching",
     "MetricInfo",
+    "brr",
+    "iip",
     "label_accuracy",
+    "leakage_indicator",
+    "leakage_rates",
     "lpips",
     "match",
     "mse",
     "pairwise_cost",
+    "pairwise_distance",
+    "prior_image",
     "psnr",
+    "rdlv",
+    "rdlv_best",
+    "reconstruction_indicator",
     "ssim",
     "stlpips",
+    "wsrr",
 ]

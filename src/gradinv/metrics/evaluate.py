@@ -4,8 +4,19 @@ Reconstructions come in no particular order, so they are first assigned one-to-o
 ground-truth images by the Hungarian algorithm (minimum total MSE by default). Every image metric is
 then computed per matched pair, in ground-truth order; labels are compared as multisets.
 
+Leakage metrics, computed when their inputs exist:
+
+* ``brr`` / ``wsrr`` (Du et al., USENIX Security 2025, App. C-II) — on by default (``leakage =
+  ("lpips",)``); they need official LPIPS, and ``wsrr`` every initialisation's reconstruction
+  (``Reconstruction.candidates``). Explicit variants on request: ``"stlpips"`` (``brr_stlpips``,
+  ``wsrr_stlpips``) and ``"psnr"`` (``brr_psnr``, ``wsrr_psnr``, PSNR test only).
+* ``iip`` (Yin et al., CVPR 2021) — when ``iip_candidates`` are given (pixel MSE; ``iip_lpips`` /
+  ``iip_stlpips`` with ``iip_distance``).
+* ``rdlv`` (Hatamizadeh et al., IEEE TMI 2023) — when ``rdlv_prior`` is given.
+
 A metric that cannot be computed here (LPIPS without its AlexNet weights, labels from an attack that
-infers none) is listed in ``Evaluation.unavailable`` with the reason, never replaced by another.
+infers none, WSRR without candidates) is listed in ``Evaluation.unavailable`` with the reason, never
+replaced by another.
 """
 
 from __future__ import annotations
@@ -20,18 +31,26 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from gradinv.errors import DataError, MetricUnavailable
+from gradinv.errors import ConfigError, DataError, MetricUnavailable, unknown_name
+from gradinv.metrics.functional.iip import IIP_DISTANCES, iip
 from gradinv.metrics.functional.info import METRIC_INFO
 from gradinv.metrics.functional.labels import label_accuracy
+from gradinv.metrics.functional.leakage_rates import (
+    LPIPS_THRESHOLD,
+    PSNR_THRESHOLD,
+    leakage_rates,
+    reconstruction_indicator,
+)
 from gradinv.metrics.functional.lpips import lpips
 from gradinv.metrics.functional.matching import Matching, match
 from gradinv.metrics.functional.mse import mse
 from gradinv.metrics.functional.psnr import psnr
+from gradinv.metrics.functional.rdlv import rdlv
 from gradinv.metrics.functional.ssim import ssim
 from gradinv.metrics.functional.stlpips import stlpips
 from gradinv.types import Batch, Reconstruction
 
-__all__ = ["Evaluation", "MetricResult", "evaluate"]
+__all__ = ["LEAKAGE_VARIANTS", "Evaluation", "MetricResult", "evaluate"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +61,22 @@ TITLES = {
     "lpips": "LPIPS",
     "stlpips": "ST-LPIPS",
     "label_accuracy": "Label accuracy",
+    "iip": "IIP (pixel MSE)",
+    "iip_lpips": "IIP (LPIPS)",
+    "iip_stlpips": "IIP (ST-LPIPS)",
+    "brr": "BRR",
+    "wsrr": "WSRR",
+    "brr_stlpips": "BRR (ST-LPIPS variant)",
+    "wsrr_stlpips": "WSRR (ST-LPIPS variant)",
+    "brr_psnr": "BRR (PSNR only)",
+    "wsrr_psnr": "WSRR (PSNR only)",
+    "rdlv": "RDLV (SSIM)",
+}
+#: BRR/WSRR variants: the perceptual test and the metric-name suffix. "lpips" is the paper's.
+LEAKAGE_VARIANTS: dict[str, tuple[str, str]] = {
+    "lpips": ("lpips", ""),
+    "stlpips": ("stlpips", "_stlpips"),
+    "psnr": ("none", "_psnr"),
 }
 STLPIPS_FILE = "stlpips_alex_shift_tolerant.pth"
 LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
@@ -49,7 +84,8 @@ LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
 
 @dataclass(frozen=True)
 class MetricResult:
-    """Per-image values (ground-truth order) and their mean."""
+    """Per-image values (ground-truth order) and their summary ``mean``: the mean, or for metrics
+    whose :class:`~gradinv.metrics.MetricInfo` has ``reduction = "max"`` (WSRR) the maximum."""
 
     name: str
     title: str
@@ -61,8 +97,13 @@ class MetricResult:
     def of(cls, name: str, values: Tensor | list[float]) -> MetricResult:
         vals = [float(v) for v in (values.tolist() if isinstance(values, Tensor) else values)]
         finite = [v for v in vals if not math.isnan(v)]
-        mean = sum(finite) / len(finite) if finite else math.nan
         info = METRIC_INFO[name]
+        if not finite:
+            mean = math.nan
+        elif info.reduction == "max":
+            mean = max(finite)
+        else:
+            mean = sum(finite) / len(finite)
         return cls(name, TITLES.get(name, name), tuple(vals), mean, info.higher_is_better)
 
 
@@ -112,6 +153,116 @@ def _perceptual(
         logger.info("%s unavailable: %s", key, e)
 
 
+@dataclass(frozen=True)
+class _LeakageOptions:
+    psnr_threshold: float
+    lpips_threshold: float
+    lpips_weights: str | None
+    stlpips_weights: str | None
+    device: str | None
+    matching: str
+
+
+def _leakage_rates(
+    variant: str,
+    reconstruction: Reconstruction,
+    gt: Tensor,
+    metrics: dict[str, MetricResult],
+    unavailable: dict[str, str],
+    opts: _LeakageOptions,
+    lpips_mode: str,
+    stlpips_mode: str,
+) -> None:
+    """BRR from the matched pairs (reusing the computed PSNR and perceptual distances) and WSRR from
+    every initialisation's reconstruction."""
+    perceptual, suffix = LEAKAGE_VARIANTS[variant]
+    brr_key, wsrr_key = f"brr{suffix}", f"wsrr{suffix}"
+    dist: tuple[float, ...] | None = None
+    if perceptual != "none":
+        mode = lpips_mode if perceptual == "lpips" else stlpips_mode
+        if perceptual not in metrics:
+            name = "LPIPS" if perceptual == "lpips" else "ST-LPIPS"
+            why = (
+                f"{name} is turned off ({perceptual} = 'off')"
+                if mode == "off"
+                else f"{name} is unavailable: {unavailable.get(perceptual, 'not computed')}"
+            )
+            hint = (
+                " Nothing is substituted; for an explicitly different variant ask for leakage = "
+                "['stlpips'] (brr_stlpips) or ['psnr'] (brr_psnr, PSNR only)."
+                if perceptual == "lpips"
+                else ""
+            )
+            reason = f"needs {name} per image, but {why}.{hint}"
+            unavailable[brr_key] = reason
+            unavailable[wsrr_key] = reason
+            return
+        dist = metrics[perceptual].per_image
+    ind = reconstruction_indicator(
+        torch.tensor(metrics["psnr"].per_image, dtype=torch.float64),
+        torch.tensor(dist, dtype=torch.float64) if dist is not None else None,
+        psnr_threshold=opts.psnr_threshold,
+        perceptual_threshold=opts.lpips_threshold,
+    )
+    metrics[brr_key] = MetricResult.of(brr_key, ind)
+    cands = reconstruction.candidates
+    if cands is None:
+        unavailable[wsrr_key] = (
+            "needs every attack initialisation's reconstruction (Reconstruction.candidates), "
+            "which this attack did not keep"
+        )
+        return
+    if cands.ndim != 5 or cands.shape[2:] != gt.shape[1:]:
+        unavailable[wsrr_key] = f"candidates of shape {tuple(cands.shape)} do not match the images"
+        return
+    try:
+        rates = leakage_rates(
+            cands,
+            gt,
+            matching=opts.matching,
+            perceptual=perceptual,
+            psnr_threshold=opts.psnr_threshold,
+            perceptual_threshold=opts.lpips_threshold,
+            lpips_weights=opts.lpips_weights,
+            stlpips_weights=opts.stlpips_weights,
+            device=opts.device,
+        )
+    except MetricUnavailable as e:  # pragma: no cover - the perceptual metric worked just above
+        unavailable[wsrr_key] = str(e)
+        return
+    metrics[wsrr_key] = MetricResult.of(wsrr_key, rates.per_sample)
+
+
+def _iip(
+    distance: str,
+    pred: Tensor,
+    target: Tensor,
+    candidates: Tensor,
+    metrics: dict[str, MetricResult],
+    unavailable: dict[str, str],
+    opts: _LeakageOptions,
+) -> None:
+    key = "iip" if distance == "mse" else f"iip_{distance}"
+    if distance != "mse" and pred.shape[1] not in (1, 3):
+        unavailable[key] = f"needs 1- or 3-channel images, got {pred.shape[1]}"
+        return
+    try:
+        values = iip(
+            pred,
+            target,
+            candidates.detach().float().cpu(),
+            distance=distance,
+            lpips_weights=opts.lpips_weights,
+            stlpips_weights=opts.stlpips_weights,
+            device=opts.device,
+        )
+    except MetricUnavailable as e:
+        unavailable[key] = str(e)
+        logger.info("%s unavailable: %s", key, e)
+        return
+    metrics[key] = MetricResult.of(key, values)
+
+
 def evaluate(
     reconstruction: Reconstruction,
     truth: Batch,
@@ -122,8 +273,31 @@ def evaluate(
     lpips_weights: str | None = None,
     stlpips_weights: str | None = None,
     device: torch.device | str | None = None,
+    leakage: tuple[str, ...] = ("lpips",),
+    psnr_threshold: float = PSNR_THRESHOLD,
+    lpips_threshold: float = LPIPS_THRESHOLD,
+    iip_candidates: Tensor | None = None,
+    iip_distance: str = "mse",
+    rdlv_prior: Tensor | None = None,
 ) -> Evaluation:
-    """Match ``reconstruction`` to ``truth`` and compute MSE, PSNR, SSIM, (ST-)LPIPS and labels."""
+    """Match ``reconstruction`` to ``truth`` and compute MSE, PSNR, SSIM, (ST-)LPIPS, labels and
+    the leakage metrics whose inputs exist.
+
+    Args:
+        leakage: BRR/WSRR variants — ``"lpips"`` (the paper's test; default), ``"stlpips"``,
+            ``"psnr"``; ``()`` turns them off.
+        psnr_threshold, lpips_threshold: BRR/WSRR's ``tau_1`` (dB) and ``tau_2`` (applied to
+            ST-LPIPS in the ``"stlpips"`` variant).
+        iip_candidates: other dataset images ``(M, C, H, W)`` in ``[0, 1]`` for IIP (off when ``None``).
+        iip_distance: ``"mse"`` (default), ``"lpips"`` or ``"stlpips"``.
+        rdlv_prior: the prior image ``(C, H, W)`` for RDLV (off when ``None``; see
+            :func:`gradinv.metrics.prior_image`).
+    """
+    bad = [v for v in leakage if v not in LEAKAGE_VARIANTS]
+    if bad:
+        raise ConfigError(unknown_name("leakage-rate variant", bad[0], LEAKAGE_VARIANTS))
+    if iip_distance not in IIP_DISTANCES:
+        raise ConfigError(unknown_name("IIP distance", iip_distance, IIP_DISTANCES))
     rec = reconstruction.images.detach().float().cpu().clamp(0, 1)
     gt = truth.images.detach().float().cpu()
     if rec.shape[1:] != gt.shape[1:]:
@@ -164,6 +338,25 @@ def evaluate(
         metrics,
         unavailable,
     )
+    opts = _LeakageOptions(
+        psnr_threshold,
+        lpips_threshold,
+        lpips_weights or _weights_dir_file(LPIPS_BACKBONE_FILE),
+        stlpips_weights or _weights_dir_file(STLPIPS_FILE),
+        dev,
+        matching,
+    )
+    for variant in leakage:
+        _leakage_rates(variant, reconstruction, gt, metrics, unavailable, opts, lpips_mode, stlpips_mode)
+    if iip_candidates is not None:
+        _iip(iip_distance, pred, target, iip_candidates, metrics, unavailable, opts)
+    if rdlv_prior is not None:
+        if min(pred.shape[-2:]) >= 11:
+            metrics["rdlv"] = MetricResult.of("rdlv", rdlv(pred, target, rdlv_prior.detach().float().cpu()))
+        else:
+            unavailable["rdlv"] = (
+                f"SSIM needs images of at least 11x11, got {pred.shape[-2]}x{pred.shape[-1]}"
+            )
     matched_labels = None
     if reconstruction.labels is not None:
         score = label_accuracy(reconstruction.labels.cpu(), truth.labels.cpu())
