@@ -35,7 +35,7 @@ def _last_parameterised(model: nn.Module) -> nn.Module:
 
 
 def test_registry_names_and_specs() -> None:
-    assert ALL == ["convnet", "lenet", "mlp", "resnet18", "resnet20", "resnet32", "resnet56"]
+    assert ALL == ["convnet", "lenet", "mlp", "resnet18", "resnet20", "resnet32", "resnet56", "rgap-cnn6"]
     for name in ALL:
         spec = MODELS.get(name)
         assert spec.name == name and spec.description and spec.paper

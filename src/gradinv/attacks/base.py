@@ -69,6 +69,10 @@ class Attack(ABC):
     config_cls: ClassVar[type[AttackConfig]]
     base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED,)
     active: ClassVar[bool] = False
+    #: what the reconstruction is scored against: the samples behind what the server observes
+    #: ("observed": the victim's batch, or every client's under secure aggregation) or only the
+    #: victim's batch ("victim": attacks that isolate one client's update from an aggregate)
+    target: ClassVar[str] = "observed"
 
     def __init__(self, config: AttackConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -102,6 +106,14 @@ class Attack(ABC):
         the round with what the threat model lets the server know; the victim's model is the one
         the attack later sees in ``AttackerView.model``."""
         raise AttackRefused(f"{self.title} is a passive attack; it does not craft models.")
+
+    def sybil_clients(self, knowledge: CraftView) -> tuple[int, ...]:
+        """Client ids the server controls in this round (sybil devices; Boenisch et al., "Reconstructing
+        Individual Data Points in Federated Learning Hardened with Differential Privacy and Secure
+        Aggregation", EuroS&P 2023). Called right after :meth:`craft`. Each such client takes part in
+        the protocol but sends a zero update the server knows and adds no distributed-DP noise
+        (:class:`gradinv.fl.secure_aggregation.SybilClient`). Default: none."""
+        return ()
 
     def check_threat(self, threat: ThreatModel) -> list[str]:
         """Threat-model problems alone (used before crafting, when no view exists yet)."""

@@ -2,11 +2,12 @@
 
 ``build_model(name, num_classes=..., ...)`` builds any registered architecture: ``lenet`` (DLG),
 ``convnet`` (Geiping et al. 2020), ``resnet18`` (CIFAR stem), ``resnet20``/``resnet32``/``resnet56``
-(CIFAR ResNets, loadable from the trained checkpoints in ``../shared/weights``) and ``mlp``. Every
-model ends with an ``nn.Linear`` classifier and outputs logits.
+(CIFAR ResNets, loadable from the trained checkpoints in ``../shared/weights``), ``mlp`` and
+``rgap-cnn6`` (R-GAP's six-layer CNN without pooling). Every model ends with an ``nn.Linear``
+classifier and outputs logits.
 
 >>> sorted(MODELS)
-['convnet', 'lenet', 'mlp', 'resnet18', 'resnet20', 'resnet32', 'resnet56']
+['convnet', 'lenet', 'mlp', 'resnet18', 'resnet20', 'resnet32', 'resnet56', 'rgap-cnn6']
 """
 
 from __future__ import annotations

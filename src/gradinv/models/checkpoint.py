@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from gradinv.errors import ModelError
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["load_checkpoint", "read_state_dict", "save_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,20 @@ def _listing(keys: list[str]) -> str:
     return f" ({', '.join(keys[:_SHOW])}{', ...' if len(keys) > _SHOW else ''})"
 
 
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The named tensors in a checkpoint file (a state_dict, or a dict holding one under
+    ``state_dict`` / ``model_state_dict`` / ``model``; ``module.`` / ``_orig_mod.`` prefixes
+    stripped), read with ``torch.load(path, map_location="cpu", weights_only=True)``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(
+            f"Expected a checkpoint file at '{p}', but "
+            f"{'it is a directory' if p.exists() else 'it does not exist'}. "
+            f"Check the path (relative paths start at {Path.cwd()})."
+        )
+    return _strip_prefixes(_extract_state_dict(_read(p), p))
+
+
 def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) -> nn.Module:
     """Load weights from ``path`` into ``model`` in place and return it.
 
@@ -131,16 +145,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
     model's values.
     """
     p = Path(path)
-    if not p.exists():
-        raise ModelError(
-            f"Expected a checkpoint file at '{p}', but it does not exist. Check the path "
-            f"(relative paths start at {Path.cwd()})."
-        )
-    if not p.is_file():
-        raise ModelError(
-            f"Expected a checkpoint file at '{p}', but it is a directory. Name the file inside it."
-        )
-    state = _strip_prefixes(_extract_state_dict(_read(p), p))
+    state = read_state_dict(p)
     expected = model.state_dict()
     arch = type(model).__name__
 

@@ -1,0 +1,165 @@
+"""``vet``: inspect a model received from the server before training on it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from gradinv.errors import ModelError
+from gradinv.types import ModelUpdate
+from gradinv.vetting import checks
+from gradinv.vetting.findings import Finding, VetReport
+
+__all__ = ["ModelLike", "vet"]
+
+logger = logging.getLogger(__name__)
+
+#: A model, or its named tensors (a ``state_dict``).
+ModelLike = nn.Module | Mapping[str, Tensor]
+
+#: Checks on the received model alone, in report order.
+PATTERN_CHECKS: tuple[tuple[str, Callable[[checks.State], list[Finding]]], ...] = (
+    ("zero-weights", checks.check_zero_weights),
+    ("extreme-bias", checks.check_extreme_bias),
+    ("constant-weights", checks.check_constant),
+    ("parallel-rows", checks.check_parallel_rows),
+    ("monotone-bias", checks.check_monotone_bias),
+    ("sign-balance", checks.check_sign_balance),
+    ("row-norms", checks.check_row_norms),
+    ("scale", checks.check_scale),
+    ("classifier-bias", checks.check_classifier_bias),
+)
+
+
+def _as_checked(t: Tensor) -> Tensor:
+    """A CPU float64 copy of floating tensors (exact for float32/16), so that every check converts
+    once; other tensors as they are."""
+    t = t.detach().cpu()
+    return t.double() if t.is_floating_point() else t
+
+
+def _state(model: ModelLike, what: str) -> dict[str, Tensor]:
+    if isinstance(model, nn.Module):
+        return {k: _as_checked(v) for k, v in model.state_dict().items()}
+    if isinstance(model, Mapping) and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in model.items()
+    ):
+        if not model:
+            raise ModelError(f"Expected the {what} to hold at least one tensor, but it is empty.")
+        return {k: _as_checked(v) for k, v in model.items()}
+    raise ModelError(
+        f"Expected the {what} as an nn.Module or a state_dict (a mapping of names to tensors), but got "
+        f"{type(model).__name__}."
+    )
+
+
+def _infer_classes(state: Mapping[str, Tensor]) -> int:
+    name = checks.classifier_name(state)
+    if name is None:
+        raise ModelError(
+            "Expected a model ending in an nn.Linear classifier to infer the number of classes, but found no "
+            "2-D weight. Pass architecture_options={'num_classes': ...}."
+        )
+    return int(state[name].shape[0])
+
+
+def _reference(
+    architecture: str | nn.Module, state: Mapping[str, Tensor], options: Mapping[str, Any] | None
+) -> tuple[str, nn.Module]:
+    if isinstance(architecture, nn.Module):
+        return f"reference {type(architecture).__name__}", architecture
+    from gradinv.models import build_model
+
+    opts = dict(options or {})
+    opts.setdefault("num_classes", _infer_classes(state))
+    return f"registered architecture {architecture!r}", build_model(architecture, seed=0, **opts)
+
+
+def vet(
+    received_model: ModelLike,
+    *,
+    previous: ModelLike | None = None,
+    others: Sequence[ModelLike] = (),
+    architecture: str | nn.Module | None = None,
+    update: ModelUpdate | Mapping[str, Tensor] | None = None,
+    architecture_options: Mapping[str, Any] | None = None,
+) -> VetReport:
+    """Inspect ``received_model`` (what the server sent) for signs of a malicious server.
+
+    Client-side inspection as proposed by paper 003 (§IV-B, third stage of its defence pipeline;
+    Pasquini et al., CCS 2022, on model inconsistency). Checks parameter patterns of the received
+    model alone, and, when given: its architecture against ``previous`` (the last global model) or
+    ``architecture`` (a registered model name, built with ``architecture_options`` such as
+    ``image_size``; the class count is read off the received classifier, or a reference module),
+    how it changed since ``previous``, whether the models ``others`` received are identical, and the
+    client's own ``update`` (gradient or weight delta) after training on it. Returns a
+    :class:`VetReport`; an empty report means no check found anything, not that the model is safe.
+
+    >>> from gradinv.models import build_model
+    >>> model = build_model("mlp", num_classes=10, image_size=8, seed=0)
+    >>> vet(model, architecture="mlp", architecture_options={"image_size": 8}).clean
+    True
+    >>> import torch
+    >>> with torch.no_grad():
+    ...     _ = model.net[-1].weight[1:].zero_()
+    >>> sorted(vet(model).kinds())
+    ['zero-weights']
+    """
+    state = _state(received_model, "received model")
+    found: list[Finding] = []
+    ran: list[str] = []
+    skipped: dict[str, str] = {}
+    for name, fn in PATTERN_CHECKS:
+        found += fn(state)
+        ran.append(name)
+
+    prev_state = _state(previous, "previous model") if previous is not None else None
+    references: list[tuple[str, Mapping[str, Tensor], nn.Module | None]] = []
+    if prev_state is not None:
+        references.append(
+            ("previous global model", prev_state, previous if isinstance(previous, nn.Module) else None)
+        )
+    if architecture is not None:
+        what, ref = _reference(architecture, state, architecture_options)
+        references.append((what, _state(ref, what), ref))
+    if references:
+        module = received_model if isinstance(received_model, nn.Module) else None
+        seen: set[tuple[str, str]] = set()
+        for what, ref_state, ref_module in references:
+            for f in checks.check_architecture(
+                state, ref_state, what=what, received_module=module, reference_module=ref_module
+            ):
+                key = (f.kind, ";".join(f.parameters))
+                if key not in seen:  # the same change seen against both references: report once
+                    seen.add(key)
+                    found.append(f)
+        ran.append("architecture")
+    else:
+        skipped["architecture"] = "no previous model or registered architecture given"
+    if prev_state is not None:
+        found += checks.check_change(state, prev_state)
+        ran.append("change-since-previous")
+    else:
+        skipped["change-since-previous"] = "no previous model given"
+    if others:
+        found += checks.check_consistency(
+            state, [_state(o, f"model #{i} of others") for i, o in enumerate(others)]
+        )
+        ran.append("consistency")
+    else:
+        skipped["consistency"] = "no other clients' models given"
+    if update is not None:
+        upd = dict(update.params) if isinstance(update, ModelUpdate) else _state(update, "update")
+        found += checks.check_update(upd)
+        ran.append("update")
+    else:
+        skipped["update"] = "no update of this client given"
+    summary = {
+        "tensors": len(state),
+        "values": int(sum(v.numel() for v in state.values() if v.is_floating_point())),
+    }
+    logger.info("vetting: %d findings from %d checks", len(found), len(ran))
+    return VetReport(tuple(found), tuple(ran), skipped, summary)
