@@ -1,5 +1,7 @@
 """Client-side defenses. Importing this package registers every defense in :data:`DEFENSES`
-(each module of the package is imported; defense modules register themselves)."""
+(each module of the package is imported; defense modules register themselves).
+
+See ``docs/defenses.md`` for the catalogue, the stage of each defense and how they compose."""
 
 import sys as _sys
 
@@ -9,10 +11,25 @@ from gradinv.defenses.base import (
     Defense,
     DefenseChain,
     DefenseConfig,
+    RegularizedModule,
+    UpdateDefense,
+    auxiliary_loss,
     create_defense,
+    map_update,
     register_defense,
 )
 
 _import_submodules(_sys.modules[__name__])
 
-__all__ = ["DEFENSES", "Defense", "DefenseChain", "DefenseConfig", "create_defense", "register_defense"]
+__all__ = [
+    "DEFENSES",
+    "Defense",
+    "DefenseChain",
+    "DefenseConfig",
+    "RegularizedModule",
+    "UpdateDefense",
+    "auxiliary_loss",
+    "create_defense",
+    "map_update",
+    "register_defense",
+]

@@ -11,14 +11,24 @@ Defenses compose in the order given; :class:`DefenseChain` adapts a list of them
 :class:`gradinv.fl.ClientHooks`. Each client gets fresh hook objects (they may hold state, such as
 a privacy accountant). Adding a defense touches its module, one ``@register_defense`` line, one row
 in the contract test and the docs.
+
+Helpers for defense authors:
+
+* :class:`UpdateDefense`: an update-stage defense is one method, ``apply(update, ctx) -> (update,
+  stats)``; the per-client hook object keeps the stats for :meth:`ClientHooks.info`.
+* :class:`RegularizedModule` and :func:`auxiliary_loss`: a module that adds a term to the training
+  loss (PRECODE's KL divergence). The client's fixed loss is cross-entropy; a defense that replaces
+  the step's gradient adds :func:`auxiliary_loss` of the model to it.
+* :func:`map_update`: apply a tensor function to every parameter tensor of an update.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
 
 from gradinv.errors import ConfigError
@@ -32,8 +42,12 @@ __all__ = [
     "Defense",
     "DefenseChain",
     "DefenseConfig",
+    "RegularizedModule",
     "Stage",
+    "UpdateDefense",
+    "auxiliary_loss",
     "create_defense",
+    "map_update",
     "register_defense",
 ]
 
@@ -95,11 +109,13 @@ class Defense:
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
+        doc = (cls.__doc__ or "").strip().splitlines()
         return {
             "name": cls.name,
             "title": cls.title,
             "stage": cls.stage,
             "paper": cls.paper,
+            "description": doc[0] if doc else "",
             "parameters": cls.config_cls().to_dict(),
         }
 
@@ -124,12 +140,84 @@ class _DefenseHooks(ClientHooks):
         return self.defense.info()
 
 
-class DefenseChain(ClientHooks):
-    """Client hooks applying several defenses in order (at most one may replace the gradient)."""
+class UpdateDefense(Defense):
+    """Base of update-stage defenses: implement :meth:`apply`; each client's hooks keep its stats.
 
-    def __init__(self, hooks: Sequence[ClientHooks], names: Sequence[str] = ()) -> None:
+    ``apply`` returns the transformed update and numbers describing what it did (reported in
+    :attr:`gradinv.types.ClientUpdate.info`, prefixed by the defense's name)."""
+
+    stage: ClassVar[Stage] = "update"
+
+    def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
+        raise NotImplementedError
+
+    def client_hooks(self) -> ClientHooks:
+        return _UpdateHooks(self)
+
+
+class _UpdateHooks(ClientHooks):
+    def __init__(self, defense: UpdateDefense) -> None:
+        self.defense = defense
+        self.stats: dict[str, float] = {}
+
+    def on_update(self, update: ModelUpdate, ctx: UpdateContext) -> ModelUpdate:
+        update, self.stats = self.defense.apply(update, ctx)
+        return update
+
+    def info(self) -> dict[str, float]:
+        return dict(self.stats)
+
+
+def map_update(update: ModelUpdate, fn: Callable[[str, Tensor], Tensor]) -> ModelUpdate:
+    """A new update with ``fn(name, tensor)`` applied to every parameter tensor (buffer deltas, the
+    BatchNorm running statistics FedAvg shares, are kept as they are)."""
+    return ModelUpdate(update.kind, {k: fn(k, v) for k, v in update.params.items()}, dict(update.buffers))
+
+
+class RegularizedModule(nn.Module):
+    """A module that contributes a term to the training loss, computed from its last forward pass.
+
+    ``auxiliary_loss(per_sample=False)`` returns the batch mean (a scalar); with ``per_sample=True``
+    one value per sample ``(N,)`` (for per-sample gradients, e.g. DP-SGD)."""
+
+    def auxiliary_loss(self, *, per_sample: bool = False) -> Tensor:
+        raise NotImplementedError
+
+
+def auxiliary_loss(model: nn.Module, *, per_sample: bool = False) -> Tensor | None:
+    """The sum of every :class:`RegularizedModule`'s term after the last forward pass of ``model``
+    (``None`` when the model has none)."""
+    terms = [
+        m.auxiliary_loss(per_sample=per_sample) for m in model.modules() if isinstance(m, RegularizedModule)
+    ]
+    if not terms:
+        return None
+    return torch.stack(terms).sum(0)
+
+
+class DefenseChain(ClientHooks):
+    """Client hooks applying several defenses in order (at most one training-stage defense).
+
+    Data and update transforms run in the given order. For the step's gradient, the hooks are asked
+    in ``gradient_order`` (default: the given order) and the first gradient returned is used;
+    :meth:`of` asks the training-stage defense (DP-SGD) first, so that it takes precedence over a
+    model-stage defense that only adds a loss term (PRECODE), whose term DP-SGD includes itself."""
+
+    def __init__(
+        self,
+        hooks: Sequence[ClientHooks],
+        names: Sequence[str] = (),
+        *,
+        gradient_order: Sequence[int] | None = None,
+    ) -> None:
         self.hooks = list(hooks)
         self.names = list(names) or [f"defense{i}" for i in range(len(self.hooks))]
+        order = list(range(len(self.hooks))) if gradient_order is None else list(gradient_order)
+        if sorted(order) != list(range(len(self.hooks))):
+            raise ConfigError(
+                f"Expected `gradient_order` to be a permutation of 0..{len(self.hooks) - 1}, but got {order}."
+            )
+        self.gradient_order = order
 
     def start(self, ctx: UpdateContext) -> None:
         for h in self.hooks:
@@ -141,8 +229,8 @@ class DefenseChain(ClientHooks):
         return x, targets
 
     def gradients(self, x: Tensor, targets: Tensor, ctx: StepContext) -> list[Tensor] | None:
-        for h in self.hooks:
-            g = h.gradients(x, targets, ctx)
+        for i in self.gradient_order:
+            g = self.hooks[i].gradients(x, targets, ctx)
             if g is not None:
                 return g
         return None
@@ -166,7 +254,8 @@ class DefenseChain(ClientHooks):
                 f"Expected at most one defense that replaces the training gradient, but got {training}. "
                 "Keep one of them."
             )
-        return cls([d.client_hooks() for d in defenses], [d.name for d in defenses])
+        order = sorted(range(len(defenses)), key=lambda i: defenses[i].stage != "training")
+        return cls([d.client_hooks() for d in defenses], [d.name for d in defenses], gradient_order=order)
 
 
 DEFENSES: Registry[type[Defense]] = Registry("defense")

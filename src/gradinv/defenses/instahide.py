@@ -1,0 +1,118 @@
+"""InstaHide: train on mixtures of k samples with a random pixel-wise sign flip.
+
+Huang, Song, Li, Arora, "InstaHide: Instance-hiding Schemes for Private Distributed Learning",
+ICML 2020.
+
+In every local step each sample ``x_n`` is mixed with ``k - 1`` other samples of the client's own
+batch (the paper's "inside-dataset" InstaHide; the cross-dataset variant also mixes public
+images, which this client does not hold) and the mixture is multiplied by a fresh random sign mask
+``σ ∈ {-1, +1}`` per pixel and channel::
+
+    x'_n = σ_n ⊙ sum_j λ_nj x_{i_nj},   y'_n = sum_j λ_nj onehot(y_{i_nj})
+
+with ``i_n1 = n`` and ``i_nj`` (j ≥ 2) from ``k - 1`` random permutations of the batch. As in the
+authors' code the coefficients are ``|N(0, 1)|`` draws normalised to sum 1, redrawn until none
+exceeds ``upper`` (default 0.65, k = 4). Images are mixed and flipped in model-input space (the
+paper flips normalised images, centred on zero). Only the labels are mixed, not flipped. The
+randomness comes from the client's private generator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gradinv.defenses._targets import as_probabilities, num_classes_of
+from gradinv.defenses.base import Defense, DefenseConfig, register_defense
+from gradinv.defenses.mixup import mix_samples
+from gradinv.errors import ConfigError
+from gradinv.fl.client import ClientHooks, StepContext
+
+__all__ = ["InstaHide", "InstaHideConfig", "instahide_plan", "instahide_signs"]
+
+_MAX_DRAWS = 10_000
+
+
+def instahide_plan(n: int, *, k: int, upper: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Indices ``(N, k)`` (first column the sample itself) and coefficients ``(N, k)`` summing to 1,
+    each at most ``upper`` (for k > 1)."""
+    perms = [torch.arange(n)] + [torch.randperm(n, generator=generator) for _ in range(k - 1)]
+    indices = torch.stack(perms, dim=1)
+    if k == 1:  # the only coefficient is 1, whatever `upper`
+        return indices, torch.ones(n, 1, dtype=torch.float64)
+    lam = torch.empty(n, k, dtype=torch.float64)
+    todo = torch.ones(n, dtype=torch.bool)
+    for _ in range(_MAX_DRAWS):
+        m = int(todo.sum())
+        if m == 0:
+            break
+        draw = torch.randn(m, k, generator=generator, dtype=torch.float64).abs()
+        lam[todo] = draw / draw.sum(1, keepdim=True)
+        todo = lam.amax(1) > upper
+    else:
+        raise ConfigError(f"Could not draw InstaHide coefficients with max <= {upper}; raise `upper`.")
+    return indices, lam
+
+
+def instahide_signs(shape: torch.Size | tuple[int, ...], *, generator: torch.Generator) -> Tensor:
+    """A random ``±1`` mask of ``shape`` (fair coin per entry)."""
+    return torch.randint(0, 2, tuple(shape), generator=generator).to(torch.float32) * 2 - 1
+
+
+@dataclass(frozen=True)
+class InstaHideConfig(DefenseConfig):
+    """``k`` samples per mixture, ``upper`` bound on a coefficient, ``sign_flip``."""
+
+    k: int = 4
+    upper: float = 0.65
+    sign_flip: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"Expected `k` to be an int >= 1, but got {self.k!r}. The paper uses 4.")
+        if not (math.isfinite(self.upper) and self.upper <= 1 and (self.upper > 1 / self.k or self.k == 1)):
+            raise ConfigError(
+                f"Expected `upper` in (1/k, 1] = ({1 / self.k:.3g}, 1], but got {self.upper}. "
+                "The coefficients sum to 1, so one of them is at least 1/k."
+            )
+
+
+@register_defense
+class InstaHide(Defense):
+    """Mix every sample with k - 1 others of the batch and flip pixel signs at random."""
+
+    name = "instahide"
+    title = "InstaHide"
+    stage = "data"
+    paper = (
+        "Huang, Song, Li, Arora, InstaHide: Instance-hiding Schemes for Private Distributed Learning, "
+        "ICML 2020"
+    )
+    config_cls = InstaHideConfig
+    config: InstaHideConfig
+
+    def client_hooks(self) -> ClientHooks:
+        return _InstaHideHooks(self.config)
+
+
+class _InstaHideHooks(ClientHooks):
+    def __init__(self, cfg: InstaHideConfig) -> None:
+        self.cfg = cfg
+        self.max_coefficients: list[float] = []
+
+    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        cfg = self.cfg
+        probs = as_probabilities(targets, num_classes_of(ctx.model), dtype=x.dtype)
+        indices, lam = instahide_plan(x.shape[0], k=cfg.k, upper=cfg.upper, generator=ctx.generator)
+        self.max_coefficients += lam.amax(1).tolist()
+        mixed_x, mixed_y = mix_samples(x, probs, indices.to(x.device), lam.to(x.device))
+        if cfg.sign_flip:
+            mixed_x = mixed_x * instahide_signs(mixed_x.shape, generator=ctx.generator).to(x.device, x.dtype)
+        return mixed_x, mixed_y
+
+    def info(self) -> dict[str, float]:
+        c = self.max_coefficients
+        return {"k": float(self.cfg.k), "mean_max_coefficient": sum(c) / len(c) if c else 0.0}
