@@ -12,10 +12,25 @@ from gradinv.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
+EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*.toml") if not p.name.startswith("frontier_"))
+FRONTIERS = sorted((ROOT / "configs").glob("frontier_*.toml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_example_configs_parse(path):
     cfg = load_config(path)
     cfg.attack.build()
+    cfg.threat.resolve()
+
+
+@pytest.mark.parametrize("path", FRONTIERS, ids=lambda p: p.name)
+def test_example_frontier_configs_parse(path):
+    from gradinv.studies import load_frontier_config
+
+    cfg = load_frontier_config(path)
+    assert cfg.defenses and cfg.attacks
+    for entry in cfg.attacks:
+        entry.build()
     cfg.threat.resolve()
 
 
