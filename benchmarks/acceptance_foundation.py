@@ -43,8 +43,9 @@ def dlg(ds, n_images: int, restarts: list[int], iterations: int) -> dict:
             view = view_for(model, batch)
             start = time.perf_counter()
             res = create_attack("dlg", iterations=iterations, restarts=k).reconstruct(view, device="cpu")
+            value = float(psnr(res.reconstruction.images, batch.images))
             print(
-                f"dlg restarts={k} image {idx}: psnr {float(psnr(res.reconstruction.images, batch.images)):.2f}",
+                f"dlg restarts={k} image {idx}: psnr {value:.2f}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -160,13 +160,26 @@ class DefenseSpec:
 class MetricsConfig:
     """Scoring. ``lpips``: ``auto`` computes official LPIPS when its AlexNet weights are present and
     reports it as unavailable (with the reason) otherwise; ``on`` makes missing weights an error.
-    ``stlpips`` likewise for ST-LPIPS (a different metric, always labelled ST-LPIPS)."""
+    ``stlpips`` likewise for ST-LPIPS (a different metric, always labelled ST-LPIPS).
+
+    ``leakage`` lists the BRR/WSRR variants (``lpips`` is the paper's test: PSNR > ``psnr_threshold``
+    and LPIPS < ``lpips_threshold``; ``stlpips`` and ``psnr`` are labelled variants). ``iip`` scores
+    image identifiability against up to ``iip_candidates`` other images of the data source;
+    ``rdlv`` scores the relative data leakage value against the ``rdlv_prior`` image."""
 
     matching: Literal["mse", "psnr", "ssim"] = "mse"
     lpips: Literal["auto", "on", "off"] = "auto"
     stlpips: Literal["auto", "on", "off"] = "auto"
     lpips_weights: str | None = None
     stlpips_weights: str | None = None
+    leakage: tuple[str, ...] = ("lpips",)
+    psnr_threshold: float = 18.0
+    lpips_threshold: float = 0.1
+    iip: bool = False
+    iip_distance: Literal["mse", "lpips", "stlpips"] = "mse"
+    iip_candidates: int = 1000
+    rdlv: bool = False
+    rdlv_prior: Literal["mean", "gray"] = "mean"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from gradinv.data import ImageDataset, check_labels, get_normalization, load_sou
 from gradinv.defenses import Defense, DefenseChain
 from gradinv.device import resolve_device
 from gradinv.errors import AttackRefused, ConfigError
-from gradinv.fl import AGGREGATORS, Aggregator, run_round
+from gradinv.fl import AGGREGATORS, Aggregator, ClientHooks, run_round
+from gradinv.fl.secure_aggregation import SybilClient
 from gradinv.metrics.evaluate import Evaluation, evaluate
 from gradinv.models import MODELS, build_model, count_parameters
 from gradinv.threat import Knowledge, ThreatModel, observe, observe_server
@@ -157,11 +158,14 @@ def _aggregator(cfg: ExperimentConfig) -> Aggregator:
 
 def simulate(sc: Scenario, *, threat: ThreatModel | None = None, attack: Attack | None = None) -> GroundTruth:
     """Run the FL round. An active ``attack`` first crafts the models the server sends (one per
-    client) from what ``threat`` lets the server know. Client-side defenses run on every client.
+    client) from what ``threat`` lets the server know, and may name sybil clients it controls
+    (:meth:`Attack.sybil_clients`: they send zero updates and add no DP noise). Client-side defenses
+    run on every other client.
     The surrogate set is materialised only when the threat model grants it."""
     cfg = sc.config
     surrogate = _surrogate(sc) if threat is not None and threat.allows(Knowledge.SURROGATE_DATA) else None
     client_models: tuple[nn.Module, ...] | None = None
+    sybils: frozenset[int] = frozenset()
     if attack is not None and attack.active:
         tm = threat or cfg.threat.resolve()
         problems = attack.check_threat(tm)
@@ -181,7 +185,18 @@ def simulate(sc: Scenario, *, threat: ThreatModel | None = None, attack: Attack 
             raise AttackRefused(
                 f"{attack.title} crafted {len(client_models)} models for {len(sc.batches)} clients."
             )
-    hooks = [DefenseChain.of(sc.defenses) for _ in sc.batches] if sc.defenses else None
+        sybils = frozenset(attack.sybil_clients(knowledge))
+        if not sybils <= set(range(len(sc.batches))) - {cfg.server.victim}:
+            raise AttackRefused(
+                f"{attack.title} chose sybil clients {sorted(sybils)}, but expected ids among the "
+                f"{len(sc.batches)} clients other than the victim ({cfg.server.victim})."
+            )
+    hooks: list[ClientHooks] | None = None
+    if sc.defenses or sybils:  # sybils follow the server, not the protocol's client-side defenses
+        hooks = [
+            SybilClient() if k in sybils else (DefenseChain.of(sc.defenses) if sc.defenses else ClientHooks())
+            for k in range(len(sc.batches))
+        ]
     rnd = run_round(
         client_models or sc.model, sc.batches, cfg.training, aggregator=_aggregator(cfg), hooks=hooks
     )
@@ -213,6 +228,29 @@ def describe_view(view: AttackerView) -> dict[str, Any]:
         "bn_statistics": len(view.bn_statistics) if view.bn_statistics is not None else 0,
         "labels_known": view.label_counts is not None,
     }
+
+
+def _reference_images(
+    sc: Scenario, target: Batch, cfg: ExperimentConfig
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """IIP candidates (other images of the source, up to ``iip_candidates``, prepared like the
+    batch) and the RDLV prior image, when the metrics config asks for them."""
+    from gradinv.metrics import prior_image
+
+    m = cfg.metrics
+    if not (m.iip or m.rdlv):
+        return None, None
+    used = [i for idx in sc.client_indices for i in idx]
+    rest = sc.dataset.exclude(used)
+    rng = np.random.default_rng(cfg.data.seed + 11)
+    take = np.sort(rng.choice(len(rest), size=min(m.iip_candidates, len(rest)), replace=False))
+    c, h, w = target.input_shape
+    others = rest.to_batch(take, image_size=h if h == w else None, channels=c).images.cpu()
+    candidates = others if m.iip else None
+    prior = None
+    if m.rdlv:
+        prior = prior_image(m.rdlv_prior, images=others, shape=(c, h, w))
+    return candidates, prior
 
 
 @dataclass(frozen=True)
@@ -254,7 +292,8 @@ def run_experiment(
     t3 = time.perf_counter()
     result = attack.reconstruct(view, progress=progress, device=dev)
     t4 = time.perf_counter()
-    target = truth.observed_batch()
+    target = truth.batch if attack.target == "victim" else truth.observed_batch()
+    iip_candidates, rdlv_prior = _reference_images(sc, target, cfg)
     ev = evaluate(
         result.reconstruction,
         target,
@@ -264,6 +303,12 @@ def run_experiment(
         lpips_weights=cfg.metrics.lpips_weights,
         stlpips_weights=cfg.metrics.stlpips_weights,
         device=dev,
+        leakage=tuple(cfg.metrics.leakage),
+        psnr_threshold=cfg.metrics.psnr_threshold,
+        lpips_threshold=cfg.metrics.lpips_threshold,
+        iip_candidates=iip_candidates,
+        iip_distance=cfg.metrics.iip_distance,
+        rdlv_prior=rdlv_prior,
     )
     t5 = time.perf_counter()
     victim = truth.victim_update

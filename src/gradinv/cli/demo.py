@@ -1,11 +1,13 @@
-"""``gradinv demo``: offline, on CPU, real bundled photos, real FL rounds, two attacks, one report.
+"""``gradinv demo``: offline, on CPU, real bundled photos, real FL rounds, three attacks, one report.
 
 1. DLG (Zhu et al. 2019) on DLG's sigmoid LeNet: a client shares the FedSGD gradient of one photo;
    an informed eavesdropper (threat model B) reconstructs the photo and its label.
 2. Inverting Gradients (Geiping et al. 2020) on an untrained ConvNet of width 16: a client runs
    FedAvg (one local SGD step, model in eval mode as in the paper) and shares its weight delta; a
    parameter-aware eavesdropper (threat model C) turns it into a pseudo-gradient and reconstructs it.
-3. A refusal: the same attack under the eavesdropper A, which lacks the basic knowledge it needs.
+3. Robbing the Fed (Fowl et al. 2022): a malicious server (threat model F) sends a model with an
+   imprint block of 256 brightness bins; the FedSGD update of 8 photos gives them back exactly.
+4. A refusal: Inverting Gradients under the eavesdropper A, which lacks the basic knowledge it needs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ DEMO_CASES = (
         "dlg-lenet",
         "DLG on sigmoid LeNet, FedSGD gradient of one photo, threat model B",
         {
-            "data": {"source": "samples", "indices": [1], "image_size": 32},
+            "data": {"source": "samples", "indices": [0], "image_size": 32},
             "model": {"name": "lenet", "seed": 0},
             "training": {"protocol": "fedsgd"},
             "threat": {"model": "B"},
@@ -46,7 +48,7 @@ DEMO_CASES = (
         "ig-convnet-fedavg",
         "Inverting Gradients on ConvNet-16, FedAvg weight delta of one photo, threat model C",
         {
-            "data": {"source": "samples", "indices": [2], "image_size": 32},
+            "data": {"source": "samples", "indices": [1], "image_size": 32},
             "model": {"name": "convnet", "width": 16, "seed": 0},
             "training": {
                 "protocol": "fedavg",
@@ -60,13 +62,25 @@ DEMO_CASES = (
         },
         {"iterations": 5},
     ),
+    DemoCase(
+        "robbing-the-fed",
+        "Robbing the Fed: a malicious server's imprint block, FedSGD update of 8 photos, threat model F",
+        {
+            "data": {"source": "samples", "indices": list(range(8)), "image_size": 32},
+            "model": {"name": "lenet", "seed": 0},
+            "training": {"protocol": "fedsgd"},
+            "threat": {"model": "F"},
+            "attack": {"name": "robbing-the-fed", "bins": 256},
+        },
+        {},
+    ),
 )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="offline demo: two real attacks on bundled photos, with reports",
+        help="offline demo: three real attacks on bundled photos, with reports",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
