@@ -22,20 +22,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor
 
 from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
-from gradinv.attacks.gradients import Batching, Probe
+from gradinv.attacks.gradients import Batching
 from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
 from gradinv.attacks.optimization import (
     FirstOrderOptions,
     OptimizationAttack,
     check_first_order,
     check_label_strategy,
-    first_order_match,
-    init_candidates,
 )
-from gradinv.attacks.regularizers import total_variation
 from gradinv.types import AttackerView, AttackResult
 
 __all__ = ["InvertingGradients", "InvertingGradientsConfig"]
@@ -87,15 +83,6 @@ class InvertingGradients(OptimizationAttack):
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
     ) -> AttackResult:
         cfg = self.config
-        setup, labels, method, matcher, notes = self._prepare(view, device)
-        n, (c, h, w) = setup.num_samples, setup.input_shape
-        x = init_candidates(cfg.init, (cfg.restarts, n, c, h, w), seed=cfg.seed, device=device)
-        tv = cfg.tv
-
-        def objective(probe: Probe, xk: Tensor) -> Tensor:
-            value = matcher(probe(xk, labels))
-            return value + tv * total_variation(xk) if tv else value
-
         opts = FirstOrderOptions(
             iterations=cfg.iterations,
             lr=cfg.lr,
@@ -105,14 +92,4 @@ class InvertingGradients(OptimizationAttack):
             schedule="multistep" if cfg.lr_decay else "none",
             batching=cfg.batching,
         )
-        out = first_order_match(setup, x, objective, opts, progress=progress)
-        images = setup.normalization.invert(out.tracker.best[0]).clamp(0, 1)
-        return self._result(
-            setup=setup,
-            outcome=out,
-            images=images[out.tracker.best_index],
-            candidates=images,
-            labels=labels,
-            label_method=method,
-            notes=(*notes, f"labels: {method}"),
-        )
+        return self._match_with_tv(view, device, opts, progress=progress)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from gradinv.attacks.base import BASIC_NEEDED, LABELS_NEEDED, UPDATES_NEEDED, Attack, ProgressFn
-from gradinv.attacks.gradients import Batching, CandidateEvaluator, GradientSimulator, Objective
+from gradinv.attacks.gradients import Batching, CandidateEvaluator, GradientSimulator, Objective, Probe
 from gradinv.attacks.labels import LABEL_METHODS, LABEL_STRATEGIES, resolve_labels
 from gradinv.attacks.objectives import GradientMatcher, build_matcher
 from gradinv.errors import AttackRefused, ConfigError
@@ -366,6 +366,42 @@ class OptimizationAttack(Attack):
             notes = (*notes, f"matching {len(matcher.indices)} of {len(setup.sim.names)} parameter tensors")
         setup.sim.restrict(matcher.indices)  # only the matched layers' gradients are computed
         return matcher, notes
+
+    def _match_with_tv(
+        self,
+        view: AttackerView,
+        device: torch.device,
+        opts: FirstOrderOptions,
+        *,
+        progress: ProgressFn | None,
+        extra_notes: tuple[str, ...] = (),
+    ) -> AttackResult:
+        """The gradient-matching recipe of Inverting Gradients and its relatives: candidates from the
+        config's ``init`` (``restarts`` of them), the config's distance plus ``tv`` times total
+        variation, minimised with ``opts``; the best candidate is the reconstruction."""
+        from gradinv.attacks.regularizers import total_variation
+
+        cfg = self.config
+        setup, labels, method, matcher, notes = self._prepare(view, device)
+        n, (c, h, w) = setup.num_samples, setup.input_shape
+        x = init_candidates(cfg.init, (cfg.restarts, n, c, h, w), seed=cfg.seed, device=device)  # type: ignore[attr-defined]
+        tv = cfg.tv  # type: ignore[attr-defined]
+
+        def objective(probe: Probe, xk: Tensor) -> Tensor:
+            value = matcher(probe(xk, labels))
+            return value + tv * total_variation(xk) if tv else value
+
+        out = first_order_match(setup, x, objective, opts, progress=progress)
+        images = setup.normalization.invert(out.tracker.best[0]).clamp(0, 1)
+        return self._result(
+            setup=setup,
+            outcome=out,
+            images=images[out.tracker.best_index],
+            candidates=images,
+            labels=labels,
+            label_method=method,
+            notes=(*notes, f"labels: {method}", *extra_notes),
+        )
 
     def _result(
         self,

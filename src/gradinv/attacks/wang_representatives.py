@@ -21,21 +21,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor
 
 from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
-from gradinv.attacks.gradients import Batching, Probe
+from gradinv.attacks.gradients import Batching
 from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
 from gradinv.attacks.optimization import (
     FirstOrderOptions,
     OptimizationAttack,
     check_first_order,
     check_label_strategy,
-    first_order_match,
-    init_candidates,
 )
 from gradinv.attacks.optimization import Schedule as _Schedule
-from gradinv.attacks.regularizers import total_variation
 from gradinv.types import AttackerView, AttackResult
 
 __all__ = ["WangRepresentatives", "WangRepresentativesConfig"]
@@ -83,15 +79,6 @@ class WangRepresentatives(OptimizationAttack):
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
     ) -> AttackResult:
         cfg = self.config
-        setup, labels, method, matcher, notes = self._prepare(view, device)
-        n, (c, h, w) = setup.num_samples, setup.input_shape
-        x = init_candidates(cfg.init, (cfg.restarts, n, c, h, w), seed=cfg.seed, device=device)
-        tv = cfg.tv
-
-        def objective(probe: Probe, xk: Tensor) -> Tensor:
-            value = matcher(probe(xk, labels))
-            return value + tv * total_variation(xk) if tv else value
-
         opts = FirstOrderOptions(
             iterations=cfg.iterations,
             lr=cfg.lr,
@@ -99,14 +86,10 @@ class WangRepresentatives(OptimizationAttack):
             schedule=cfg.schedule,
             batching=cfg.batching,
         )
-        out = first_order_match(setup, x, objective, opts, progress=progress)
-        images = setup.normalization.invert(out.tracker.best[0]).clamp(0, 1)
-        return self._result(
-            setup=setup,
-            outcome=out,
-            images=images[out.tracker.best_index],
-            candidates=images,
-            labels=labels,
-            label_method=method,
-            notes=(*notes, f"labels: {method}", "representatives only: mGAN-AI's GAN stage is not run"),
+        return self._match_with_tv(
+            view,
+            device,
+            opts,
+            progress=progress,
+            extra_notes=("representatives only: mGAN-AI's GAN stage is not run",),
         )
