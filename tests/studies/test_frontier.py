@@ -380,3 +380,11 @@ def test_several_victims_are_averaged_and_never_train(tmp_path):
     assert record["victim"]["clients"] == 2 and record["victim"]["num_samples"] == [1, 1]
     again = frontier_mod.compute_point(cfg, cfg.points()[0], fdata, device="cpu")
     assert again["attacks"][0]["metrics"] == attack["metrics"] and again["accuracy"] == record["accuracy"]
+
+
+def test_metrics_the_frontier_cannot_compute_are_refused():
+    from gradinv.errors import ConfigError
+    from gradinv.studies import parse_frontier_config
+
+    with pytest.raises(ConfigError, match=r"without iip .*iip = true"):
+        parse_frontier_config({"attack": {"name": "idlg"}, "metrics": {"iip": True}})

@@ -10,7 +10,8 @@ for every defense and every strength (plus "no defense"),
    images, join round ``[victim] round`` with the same local training and defense; the server
    observes each victim's update under ``[threat]``, runs every configured attack on it, and the
    reconstructions are matched and scored (PSNR, SSIM, LPIPS when its weights are present, ST-LPIPS
-   when configured, label accuracy, BRR when gradinv provides it), then averaged over the victims.
+   when configured, label accuracy, the BRR variants of ``[metrics] leakage``), then averaged over the
+   victims.
 
 Deviations from the paper (scaled for CPUs): a small model and a few rounds instead of ResNet-18 /
 Swin over 100 clients; victims join one round as extra clients (the paper keeps one victim with
@@ -503,6 +504,14 @@ def parse_frontier_config(data: Mapping[str, Any]) -> FrontierConfig:
         ),
     }
     kwargs["threat"].resolve()  # unknown threat models fail now
+    unsupported = [k for k in ("iip", "rdlv") if getattr(kwargs["metrics"], k)]
+    if unsupported:
+        got = ", ".join(f"{k} = true" for k in unsupported)
+        raise ConfigError(
+            f"Expected the frontier's [metrics] without {' and '.join(unsupported)} (they need reference "
+            f"images that the frontier does not draw), but got {got}. "
+            "Remove them, or score single runs with `gradinv attack`."
+        )
     return FrontierConfig(**kwargs)
 
 
