@@ -135,6 +135,26 @@ def test_deterministic_with_seeds(digits):
     assert any(not torch.equal(x, y) for x, y in zip(a.model.parameters(), c.model.parameters()))
 
 
+def test_model_stage_defense_is_deterministic_whatever_the_global_rng(digits):
+    """PRECODE inserts new layers and samples in every forward pass: two runs agree even when the
+    caller's global RNG differs (the regression: its layers were initialised from that RNG)."""
+    from gradinv.defenses import create_defense
+
+    train, test = digits
+    cfg = FederatedConfig(num_clients=4, rounds=2, clients_per_round=2, seed=1)
+    runs = []
+    for rng in (0, 1):
+        torch.manual_seed(rng)
+        runs.append(
+            train_federated(
+                _mlp(), train, test, TRAIN, cfg, defenses=[create_defense("precode", latent_dim=8)]
+            )
+        )
+    for (k, x), (_, y) in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().items()):
+        assert torch.equal(x, y), k
+    assert runs[0].final_accuracy == runs[1].final_accuracy
+
+
 def test_checkpoint_and_resume_give_the_uninterrupted_run(digits, tmp_path):
     train, test = digits
     tr = replace(TRAIN, shuffle=True)

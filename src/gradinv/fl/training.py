@@ -424,8 +424,10 @@ def train_federated(
     test_dev = test.to(dev) if test is not None else None
     aggregator = _aggregator(config)
     global_model = copy.deepcopy(model)  # the caller's model is never modified
-    for d in defenses:  # model-stage defenses (e.g. PRECODE) change the model every party uses
-        global_model = d.transform_model(global_model)
+    with torch.random.fork_rng(devices=[]):  # new layers (e.g. PRECODE's) initialised from the seed
+        torch.manual_seed(config.seed)
+        for d in defenses:  # model-stage defenses (e.g. PRECODE) change the model every party uses
+            global_model = d.transform_model(global_model)
     global_model = global_model.to(dev)
     fingerprint = _fingerprint(training, config, parts.sizes)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
