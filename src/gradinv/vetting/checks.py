@@ -19,7 +19,7 @@ Parameter patterns (no reference needed):
 * ``monotone-bias``: a bias vector of 16+ distinct entries made of at most ``n // 6`` strictly
   increasing or decreasing runs (one run: probability ``2 / n!`` for honest biases; a random order
   has about ``2n / 3`` runs). Several runs cover imprint blocks that split their bins between
-  measurements; 0 of 88 000 random Gaussian vectors (n = 16 … 128) were flagged.
+  measurements; 0 of 64 000 random Gaussian vectors (n = 16 … 128) were flagged.
 * ``sign-balanced-rows``: rows with exactly half of their entries negative, far more often than a
   binomial count allows (trap weights). A lean of the rows' signed sums is *not* used: honest
   training on non-negative inputs shifts a first layer's rows the same way (an MLP after four FedAvg
