@@ -24,6 +24,7 @@ import torch
 from _common import cifar_or_samples, emit, machine
 from gradinv.attacks import create_attack
 from gradinv.fl import run_round
+from gradinv.metrics import MetricsConfig
 from gradinv.metrics.evaluate import evaluate
 from gradinv.models import build_model
 from gradinv.threat import observe
@@ -48,7 +49,7 @@ def rgap(ds, n_images: int) -> dict:
         view = view_for(model, batch)
         start = time.perf_counter()
         res = create_attack("rgap").reconstruct(view, device="cpu")
-        ev = evaluate(res.reconstruction, batch, lpips_mode="off", stlpips_mode="off")
+        ev = evaluate(res.reconstruction, batch, MetricsConfig(lpips="off", stlpips="off"))
         deficiency = [int(n.split("deficiency ")[1].split(")")[0]) for n in res.notes if "deficiency" in n]
         rows.append(
             {
@@ -84,7 +85,7 @@ def cocktail(ds, n_batches: int, normalizations: list[str]) -> dict:
             view = view_for(model, batch)
             start = time.perf_counter()
             res = create_attack("cocktail-party").reconstruct(view, device="cpu")
-            ev = evaluate(res.reconstruction, batch, lpips_mode="off", stlpips_mode="off")
+            ev = evaluate(res.reconstruction, batch, MetricsConfig(lpips="off", stlpips="off"))
             ps = ev.metrics["psnr"].per_image
             rows.append(
                 {
@@ -121,7 +122,7 @@ def spear(ds, sizes: list[int], normalizations: list[str], max_samples: int, n_b
             view = view_for(model, batch)
             start = time.perf_counter()
             res = create_attack("spear", max_samples=max_samples).reconstruct(view, device="cpu")
-            ev = evaluate(res.reconstruction, batch, lpips_mode="off", stlpips_mode="off")
+            ev = evaluate(res.reconstruction, batch, MetricsConfig(lpips="off", stlpips="off"))
             err = (ev.matched_images - batch.images[ev.matching.truth_index]).abs().amax(dim=(1, 2, 3))
             ps = torch.tensor(ev.metrics["psnr"].per_image)
             exact = (ps >= 60) | (err < 1 / 255)

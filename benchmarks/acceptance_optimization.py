@@ -38,6 +38,7 @@ from _common import cifar_or_samples, emit, machine
 from gradinv.attacks import create_attack
 from gradinv.data import select_indices
 from gradinv.fl import run_round
+from gradinv.metrics import MetricsConfig
 from gradinv.metrics.evaluate import evaluate
 from gradinv.models import MODELS, build_model
 from gradinv.threat import observe
@@ -49,7 +50,7 @@ def _log(msg: str) -> None:
 
 
 def _score(result: Any, batch: Any) -> dict[str, float]:
-    ev = evaluate(result.reconstruction, batch, lpips_mode="off", stlpips_mode="off")
+    ev = evaluate(result.reconstruction, batch, MetricsConfig(lpips="off", stlpips="off"))
     return {
         "psnr": float(ev.metrics["psnr"].mean),
         "ssim": float(ev.metrics["ssim"].mean),

@@ -29,7 +29,7 @@ from gradinv.attacks.rgap import (
 from gradinv.attacks.spear import SpearConfig, spear_recover
 from gradinv.data import load_samples
 from gradinv.errors import AttackRefused, ConfigError
-from gradinv.metrics import match, psnr
+from gradinv.metrics import MetricsConfig, match, psnr
 from gradinv.metrics.evaluate import evaluate
 from gradinv.models import build_model
 from gradinv.threat import get_threat_model
@@ -329,7 +329,7 @@ def test_cocktail_party_on_photos():
     model = build_model("mlp", num_classes=10, image_size=16, hidden=[256], seed=0)
     _, view = simulate_view(model, [batch])
     res = create_attack("cocktail-party").reconstruct(view, device="cpu")
-    ev = evaluate(res.reconstruction, batch, lpips_mode="off", stlpips_mode="off")
+    ev = evaluate(res.reconstruction, batch, MetricsConfig(lpips="off", stlpips="off"))
     assert ev.mean("psnr") > 22
     assert min(ev.metrics["psnr"].per_image) > 15
 

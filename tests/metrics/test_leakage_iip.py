@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gradinv.errors import ConfigError, DataError, MetricUnavailable
-from gradinv.metrics import METRIC_INFO, iip, pairwise_distance
+from gradinv.metrics import METRIC_INFO, MetricsConfig, iip, pairwise_distance
 from gradinv.metrics.evaluate import evaluate
 from gradinv.metrics.functional.lpips import resolve_lpips_backbone
 from gradinv.types import Batch, Normalization, Reconstruction
@@ -79,11 +79,8 @@ def test_iip_lpips_never_substituted(photos, monkeypatch):
         ev = evaluate(
             Reconstruction(x[:2]),
             truth,
-            lpips_mode="off",
-            stlpips_mode="off",
+            MetricsConfig(lpips="off", stlpips="off", iip_distance="lpips", leakage=()),
             iip_candidates=x[2:],
-            iip_distance="lpips",
-            leakage=(),
         )
         assert "iip_lpips" in ev.unavailable and "iip_lpips" not in ev.metrics
     else:  # pragma: no cover - only where the AlexNet weights are installed
@@ -113,8 +110,11 @@ def test_iip_in_evaluate(photos):
     x = _images(photos)
     truth = Batch(x[:3], torch.tensor([0, 1, 2]), Normalization.identity(3))
     preds = torch.stack([x[1], (x[0] + 0.01).clamp(0, 1), 0.2 * x[2] + 0.8 * x[6]])  # shuffled order
-    ev = evaluate(Reconstruction(preds), truth, lpips_mode="off", stlpips_mode="off", iip_candidates=x[3:])
+    ev = evaluate(
+        Reconstruction(preds), truth, MetricsConfig(lpips="off", stlpips="off"), iip_candidates=x[3:]
+    )
     assert ev.metrics["iip"].per_image == (1.0, 1.0, 0.0)
     assert ev.metrics["iip"].mean == pytest.approx(2 / 3)
     assert METRIC_INFO["iip"].higher_is_better
-    assert "iip" not in evaluate(Reconstruction(preds), truth, lpips_mode="off", stlpips_mode="off").metrics
+    off = MetricsConfig(lpips="off", stlpips="off")
+    assert "iip" not in evaluate(Reconstruction(preds), truth, off).metrics

@@ -12,7 +12,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from gradinv.errors import ConfigError, DataError, MetricUnavailable
-from gradinv.metrics import METRIC_INFO, brr, leakage_indicator, leakage_rates, wsrr
+from gradinv.metrics import METRIC_INFO, MetricsConfig, brr, leakage_indicator, leakage_rates, wsrr
 from gradinv.metrics.evaluate import MetricResult, evaluate
 from gradinv.metrics.functional.lpips import resolve_lpips_backbone
 from gradinv.types import Batch, Normalization, Reconstruction
@@ -109,12 +109,12 @@ def test_lpips_is_never_substituted(photos, monkeypatch):
         leakage_indicator(truth, truth)
     batch = Batch(truth, torch.tensor([0, 1]), Normalization.identity(3))
     rec = Reconstruction(truth.flip(0), candidates=_candidates(truth, 3, 2))
-    ev = evaluate(rec, batch, stlpips_mode="off")
+    ev = evaluate(rec, batch, MetricsConfig(stlpips="off"))
     assert "brr" not in ev.metrics and "wsrr" not in ev.metrics
     assert (
         "LPIPS" in ev.unavailable["brr"] and "brr_psnr" in ev.unavailable["brr"]
     )  # says so, offers variants
-    ev = evaluate(rec, batch, lpips_mode="off", stlpips_mode="off", leakage=("psnr",), psnr_threshold=30)
+    ev = evaluate(rec, batch, MetricsConfig(lpips="off", stlpips="off", leakage=("psnr",), psnr_threshold=30))
     naive = [_naive_indicator(c.double().numpy(), truth.double().numpy(), 30.0) for c in rec.candidates]
     assert ev.metrics["brr_psnr"].per_image == (1.0, 1.0)  # exact copies (flipped order)
     assert ev.metrics["wsrr_psnr"].per_image == tuple(np.mean(naive, axis=0))
@@ -124,7 +124,7 @@ def test_lpips_is_never_substituted(photos, monkeypatch):
 def test_wsrr_needs_candidates_and_reduction_is_max(photos):
     truth = _images(photos, 2)
     batch = Batch(truth, torch.tensor([0, 1]), Normalization.identity(3))
-    ev = evaluate(Reconstruction(truth), batch, lpips_mode="off", stlpips_mode="off", leakage=("psnr",))
+    ev = evaluate(Reconstruction(truth), batch, MetricsConfig(lpips="off", stlpips="off", leakage=("psnr",)))
     assert ev.metrics["brr_psnr"].mean == 1.0
     assert "candidates" in ev.unavailable["wsrr_psnr"]
     assert METRIC_INFO["wsrr"].reduction == "max" and METRIC_INFO["brr"].reduction == "mean"
@@ -144,5 +144,5 @@ def test_errors(photos):
         evaluate(
             Reconstruction(truth),
             Batch(truth, torch.tensor([0, 1]), Normalization.identity(3)),
-            leakage=("x",),
+            MetricsConfig(leakage=("x",)),
         )

@@ -8,7 +8,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from gradinv.errors import DataError
-from gradinv.metrics import prior_image, rdlv, rdlv_best
+from gradinv.metrics import MetricsConfig, prior_image, rdlv, rdlv_best
 from gradinv.metrics.evaluate import evaluate
 from gradinv.types import Batch, Normalization, Reconstruction
 
@@ -74,10 +74,10 @@ def test_rdlv_in_evaluate(photos):
     truth = Batch(x[:2], torch.tensor([0, 1]), Normalization.identity(3))
     prior = prior_image("mean", images=x[2:])
     rec = Reconstruction(torch.stack([x[1], (x[0] * 0.9).clamp(0, 1)]))  # shuffled order
-    ev = evaluate(rec, truth, lpips_mode="off", stlpips_mode="off", rdlv_prior=prior, leakage=())
+    ev = evaluate(rec, truth, MetricsConfig(lpips="off", stlpips="off", leakage=()), rdlv_prior=prior)
     want = _rdlv_by_hand((x[0] * 0.9).clamp(0, 1).double(), x[0].double(), prior.double())
     assert ev.metrics["rdlv"].per_image[0] == pytest.approx(want, rel=1e-4)
     assert ev.metrics["rdlv"].per_image[1] == pytest.approx(
         _rdlv_by_hand(x[1].double(), x[1].double(), prior.double()), rel=1e-4
     )
-    assert "rdlv" not in evaluate(rec, truth, lpips_mode="off", stlpips_mode="off").metrics
+    assert "rdlv" not in evaluate(rec, truth, MetricsConfig(lpips="off", stlpips="off")).metrics

@@ -50,6 +50,7 @@ def _isolated_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
     monkeypatch.delenv(lp.BACKBONE_ENV, raising=False)
+    monkeypatch.delenv("GRADINV_WEIGHTS", raising=False)
     return hub
 
 

@@ -38,6 +38,8 @@ def test_blurpool_matches_naive_loop(size: tuple[int, int]) -> None:
 
 def test_missing_weights_names_file_and_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(st.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv("GRADINV_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     x = torch.rand(1, 3, 32, 32)
     with pytest.raises(MetricUnavailable) as info:
         stlpips(x, x)

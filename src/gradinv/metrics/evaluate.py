@@ -1,8 +1,10 @@
 """Scoring a reconstruction against the ground truth: match first, then measure.
 
 Reconstructions come in no particular order, so they are first assigned one-to-one to the
-ground-truth images by the Hungarian algorithm (minimum total MSE by default). Every image metric is
-then computed per matched pair, in ground-truth order; labels are compared as multisets.
+ground-truth images by the Hungarian algorithm (minimum total MSE by default). Every registered
+metric (:mod:`gradinv.metrics.registry`, in registration order) is then computed per matched pair,
+in ground-truth order; labels are compared as multisets. The options are one
+:class:`~gradinv.metrics.MetricsConfig`.
 
 Leakage metrics, computed when their inputs exist:
 
@@ -23,69 +25,31 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from gradinv.errors import ConfigError, DataError, MetricUnavailable, unknown_name
-from gradinv.metrics.functional.iip import IIP_DISTANCES, iip
-from gradinv.metrics.functional.info import METRIC_INFO
-from gradinv.metrics.functional.labels import label_accuracy
-from gradinv.metrics.functional.leakage_rates import (
-    LPIPS_THRESHOLD,
-    PSNR_THRESHOLD,
-    leakage_rates,
-    reconstruction_indicator,
-)
-from gradinv.metrics.functional.lpips import lpips
+from gradinv.errors import DataError, MetricUnavailable
+from gradinv.metrics import builtin as _builtin  # noqa: F401  (fills the registry)
+from gradinv.metrics.functional.lpips import resolve_lpips_backbone
 from gradinv.metrics.functional.matching import Matching, match
-from gradinv.metrics.functional.mse import mse
-from gradinv.metrics.functional.psnr import psnr
-from gradinv.metrics.functional.rdlv import rdlv
-from gradinv.metrics.functional.ssim import ssim
-from gradinv.metrics.functional.stlpips import stlpips
+from gradinv.metrics.functional.stlpips import resolve_stlpips_weights
+from gradinv.metrics.options import LEAKAGE_VARIANTS, MetricsConfig
+from gradinv.metrics.registry import METRICS, MetricInputs, MetricSpec, Need
 from gradinv.types import Batch, Reconstruction
 
-__all__ = ["LEAKAGE_VARIANTS", "Evaluation", "MetricResult", "evaluate"]
+__all__ = ["LEAKAGE_VARIANTS", "Evaluation", "MetricResult", "check_required", "evaluate"]
 
 logger = logging.getLogger(__name__)
-
-TITLES = {
-    "mse": "MSE",
-    "psnr": "PSNR (dB)",
-    "ssim": "SSIM",
-    "lpips": "LPIPS",
-    "stlpips": "ST-LPIPS",
-    "label_accuracy": "Label accuracy",
-    "iip": "IIP (pixel MSE)",
-    "iip_lpips": "IIP (LPIPS)",
-    "iip_stlpips": "IIP (ST-LPIPS)",
-    "brr": "BRR",
-    "wsrr": "WSRR",
-    "brr_stlpips": "BRR (ST-LPIPS variant)",
-    "wsrr_stlpips": "WSRR (ST-LPIPS variant)",
-    "brr_psnr": "BRR (PSNR only)",
-    "wsrr_psnr": "WSRR (PSNR only)",
-    "rdlv": "RDLV (SSIM)",
-}
-#: BRR/WSRR variants: the perceptual test and the metric-name suffix. "lpips" is the paper's.
-LEAKAGE_VARIANTS: dict[str, tuple[str, str]] = {
-    "lpips": ("lpips", ""),
-    "stlpips": ("stlpips", "_stlpips"),
-    "psnr": ("none", "_psnr"),
-}
-STLPIPS_FILE = "stlpips_alex_shift_tolerant.pth"
-LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
 
 
 @dataclass(frozen=True)
 class MetricResult:
     """Per-image values (ground-truth order) and their summary ``mean``: the mean, or for metrics
-    whose :class:`~gradinv.metrics.MetricInfo` has ``reduction = "max"`` (WSRR) the maximum."""
+    whose :class:`~gradinv.metrics.MetricSpec` has ``reduction = "max"`` (WSRR) the maximum and
+    ``"sum"`` (``exact``, a count) the sum."""
 
     name: str
     title: str
@@ -94,17 +58,20 @@ class MetricResult:
     higher_is_better: bool
 
     @classmethod
-    def of(cls, name: str, values: Tensor | list[float]) -> MetricResult:
+    def of(cls, name: str, values: Tensor | Sequence[float]) -> MetricResult:
+        """The result of registered metric ``name`` from its per-image ``values`` (NaN ignored)."""
         vals = [float(v) for v in (values.tolist() if isinstance(values, Tensor) else values)]
         finite = [v for v in vals if not math.isnan(v)]
-        info = METRIC_INFO[name]
+        spec = METRICS.get_spec(name)
         if not finite:
             mean = math.nan
-        elif info.reduction == "max":
+        elif spec.reduction == "max":
             mean = max(finite)
+        elif spec.reduction == "sum":
+            mean = sum(finite)
         else:
             mean = sum(finite) / len(finite)
-        return cls(name, TITLES.get(name, name), tuple(vals), mean, info.higher_is_better)
+        return cls(name, spec.heading, tuple(vals), mean, spec.higher_is_better)
 
 
 @dataclass(frozen=True)
@@ -122,251 +89,118 @@ class Evaluation:
         return self.metrics[name].mean
 
 
-def _weights_dir_file(name: str) -> str | None:
-    d = os.environ.get("GRADINV_WEIGHTS")
-    if d and (Path(d) / name).is_file():
-        return str(Path(d) / name)
+def _skipped(spec: MetricSpec, options: MetricsConfig, inputs: MetricInputs) -> bool:
+    """Not asked for: turned off, or an input it needs was not passed."""
+    if spec.switch is not None and getattr(options, spec.switch) == "off":
+        return True
+    if not spec.enabled(options):
+        return True
+    if Need.REFERENCE_IMAGES in spec.needs and inputs.reference_images is None:
+        return True
+    return Need.PRIOR_IMAGE in spec.needs and inputs.prior is None
+
+
+def _missing(spec: MetricSpec, inputs: MetricInputs) -> str | None:
+    """Why a need checked before computing is not met, or ``None``."""
+    if Need.LABELS in spec.needs and inputs.reconstruction.labels is None:
+        return "the attack does not infer labels"
+    channels = inputs.preds.shape[1]
+    if Need.RGB_OR_GRAY in spec.needs and channels not in (1, 3):
+        return f"needs 1- or 3-channel images, got {channels}"
     return None
 
 
-def _perceptual(
-    key: str,
-    mode: str,
-    fn: object,
-    kwargs: dict[str, object],
-    pred: Tensor,
-    truth: Tensor,
-    metrics: dict[str, MetricResult],
-    unavailable: dict[str, str],
-) -> None:
-    if mode == "off":
-        return
-    if pred.shape[1] not in (1, 3):
-        unavailable[key] = f"needs 1- or 3-channel images, got {pred.shape[1]}"
-        return
-    try:
-        metrics[key] = MetricResult.of(key, fn(pred, truth, **kwargs))  # type: ignore[operator]
-    except MetricUnavailable as e:
-        if mode == "on":
-            raise
-        unavailable[key] = str(e)
-        logger.info("%s unavailable: %s", key, e)
+#: how to find the weight file a metric needs (each raises MetricUnavailable naming where it looked)
+_WEIGHTS: dict[Need, Callable[[MetricsConfig], object]] = {
+    Need.LPIPS_WEIGHTS: lambda o: resolve_lpips_backbone(o.lpips_weights),
+    Need.STLPIPS_WEIGHTS: lambda o: resolve_stlpips_weights(o.stlpips_weights),
+}
 
 
-@dataclass(frozen=True)
-class _LeakageOptions:
-    psnr_threshold: float
-    lpips_threshold: float
-    lpips_weights: str | None
-    stlpips_weights: str | None
-    device: str | None
-    matching: str
+def check_required(options: MetricsConfig | None = None) -> None:
+    """Fail now, before an attack runs, when a metric switched ``"on"`` (``lpips = "on"``) lacks the
+    weight file it needs; :func:`evaluate` would otherwise raise only after the attack.
 
-
-def _leakage_rates(
-    variant: str,
-    reconstruction: Reconstruction,
-    gt: Tensor,
-    metrics: dict[str, MetricResult],
-    unavailable: dict[str, str],
-    opts: _LeakageOptions,
-    lpips_mode: str,
-    stlpips_mode: str,
-) -> None:
-    """BRR from the matched pairs (reusing the computed PSNR and perceptual distances) and WSRR from
-    every initialisation's reconstruction."""
-    perceptual, suffix = LEAKAGE_VARIANTS[variant]
-    brr_key, wsrr_key = f"brr{suffix}", f"wsrr{suffix}"
-    dist: tuple[float, ...] | None = None
-    if perceptual != "none":
-        mode = lpips_mode if perceptual == "lpips" else stlpips_mode
-        if perceptual not in metrics:
-            name = "LPIPS" if perceptual == "lpips" else "ST-LPIPS"
-            why = (
-                f"{name} is turned off ({perceptual} = 'off')"
-                if mode == "off"
-                else f"{name} is unavailable: {unavailable.get(perceptual, 'not computed')}"
-            )
-            hint = (
-                " Nothing is substituted; for an explicitly different variant ask for leakage = "
-                "['stlpips'] (brr_stlpips) or ['psnr'] (brr_psnr, PSNR only)."
-                if perceptual == "lpips"
-                else ""
-            )
-            reason = f"needs {name} per image, but {why}.{hint}"
-            unavailable[brr_key] = reason
-            unavailable[wsrr_key] = reason
-            return
-        dist = metrics[perceptual].per_image
-    ind = reconstruction_indicator(
-        torch.tensor(metrics["psnr"].per_image, dtype=torch.float64),
-        torch.tensor(dist, dtype=torch.float64) if dist is not None else None,
-        psnr_threshold=opts.psnr_threshold,
-        perceptual_threshold=opts.lpips_threshold,
-    )
-    metrics[brr_key] = MetricResult.of(brr_key, ind)
-    cands = reconstruction.candidates
-    if cands is None:
-        unavailable[wsrr_key] = (
-            "needs every attack initialisation's reconstruction (Reconstruction.candidates), "
-            "which this attack did not keep"
-        )
-        return
-    if cands.ndim != 5 or cands.shape[2:] != gt.shape[1:]:
-        unavailable[wsrr_key] = f"candidates of shape {tuple(cands.shape)} do not match the images"
-        return
-    try:
-        rates = leakage_rates(
-            cands,
-            gt,
-            matching=opts.matching,
-            perceptual=perceptual,
-            psnr_threshold=opts.psnr_threshold,
-            perceptual_threshold=opts.lpips_threshold,
-            lpips_weights=opts.lpips_weights,
-            stlpips_weights=opts.stlpips_weights,
-            device=opts.device,
-        )
-    except MetricUnavailable as e:  # pragma: no cover - the perceptual metric worked just above
-        unavailable[wsrr_key] = str(e)
-        return
-    metrics[wsrr_key] = MetricResult.of(wsrr_key, rates.per_sample)
-
-
-def _iip(
-    distance: str,
-    pred: Tensor,
-    target: Tensor,
-    candidates: Tensor,
-    metrics: dict[str, MetricResult],
-    unavailable: dict[str, str],
-    opts: _LeakageOptions,
-) -> None:
-    key = "iip" if distance == "mse" else f"iip_{distance}"
-    if distance != "mse" and pred.shape[1] not in (1, 3):
-        unavailable[key] = f"needs 1- or 3-channel images, got {pred.shape[1]}"
-        return
-    try:
-        values = iip(
-            pred,
-            target,
-            candidates.detach().float().cpu(),
-            distance=distance,
-            lpips_weights=opts.lpips_weights,
-            stlpips_weights=opts.stlpips_weights,
-            device=opts.device,
-        )
-    except MetricUnavailable as e:
-        unavailable[key] = str(e)
-        logger.info("%s unavailable: %s", key, e)
-        return
-    metrics[key] = MetricResult.of(key, values)
+    Raises:
+        MetricUnavailable: with every place the weights were looked for and how to fix it.
+    """
+    opts = options if options is not None else MetricsConfig()
+    for spec in METRICS.values():
+        if spec.switch is None or getattr(opts, spec.switch) != "on" or not spec.enabled(opts):
+            continue
+        for need in spec.needs & _WEIGHTS.keys():
+            _WEIGHTS[need](opts)
 
 
 def evaluate(
     reconstruction: Reconstruction,
-    truth: Batch,
+    target: Batch,
+    options: MetricsConfig | None = None,
     *,
-    matching: str = "mse",
-    lpips_mode: str = "auto",
-    stlpips_mode: str = "auto",
-    lpips_weights: str | None = None,
-    stlpips_weights: str | None = None,
     device: torch.device | str | None = None,
-    leakage: tuple[str, ...] = ("lpips",),
-    psnr_threshold: float = PSNR_THRESHOLD,
-    lpips_threshold: float = LPIPS_THRESHOLD,
     iip_candidates: Tensor | None = None,
-    iip_distance: str = "mse",
     rdlv_prior: Tensor | None = None,
 ) -> Evaluation:
-    """Match ``reconstruction`` to ``truth`` and compute MSE, PSNR, SSIM, (ST-)LPIPS, labels and
-    the leakage metrics whose inputs exist.
+    """Match ``reconstruction`` to ``target`` and compute every registered metric
+    (:data:`~gradinv.metrics.METRICS`) that ``options`` asks for and whose inputs exist.
 
     Args:
-        leakage: BRR/WSRR variants — ``"lpips"`` (the paper's test; default), ``"stlpips"``,
-            ``"psnr"``; ``()`` turns them off.
-        psnr_threshold, lpips_threshold: BRR/WSRR's ``tau_1`` (dB) and ``tau_2`` (applied to
-            ST-LPIPS in the ``"stlpips"`` variant).
+        reconstruction: the attack's output (``labels`` and ``candidates`` are used when present).
+        target: the ground truth it is scored against.
+        options: matching criterion, LPIPS/ST-LPIPS modes and weight files, BRR/WSRR variants and
+            thresholds, IIP distance (:class:`~gradinv.metrics.MetricsConfig`; defaults when ``None``).
+        device: where the perceptual networks run (default: the CPU).
         iip_candidates: other dataset images ``(M, C, H, W)`` in ``[0, 1]`` for IIP (off when ``None``).
-        iip_distance: ``"mse"`` (default), ``"lpips"`` or ``"stlpips"``.
         rdlv_prior: the prior image ``(C, H, W)`` for RDLV (off when ``None``; see
             :func:`gradinv.metrics.prior_image`).
+
+    Raises:
+        MetricUnavailable: a metric switched ``"on"`` (``lpips = "on"``) cannot be computed.
     """
-    bad = [v for v in leakage if v not in LEAKAGE_VARIANTS]
-    if bad:
-        raise ConfigError(unknown_name("leakage-rate variant", bad[0], LEAKAGE_VARIANTS))
-    if iip_distance not in IIP_DISTANCES:
-        raise ConfigError(unknown_name("IIP distance", iip_distance, IIP_DISTANCES))
+    opts = options if options is not None else MetricsConfig()
     rec = reconstruction.images.detach().float().cpu().clamp(0, 1)
-    gt = truth.images.detach().float().cpu()
+    gt = target.images.detach().float().cpu()
     if rec.shape[1:] != gt.shape[1:]:
         raise DataError(
             f"Expected reconstructions of shape (*, {', '.join(map(str, gt.shape[1:]))}) like the ground "
             f"truth, but got {tuple(rec.shape)}."
         )
-    m = match(rec, gt, criterion=matching)
+    m = match(rec, gt, criterion=opts.matching)
     pred = rec[m.recon_index]
-    target = gt[m.truth_index]
-    metrics: dict[str, MetricResult] = {
-        "mse": MetricResult.of("mse", mse(pred, target)),
-        "psnr": MetricResult.of("psnr", psnr(pred, target)),
-    }
+    computed: dict[str, tuple[float, ...]] = {}
+    metrics: dict[str, MetricResult] = {}
     unavailable: dict[str, str] = {}
-    if min(pred.shape[-2:]) >= 11:
-        metrics["ssim"] = MetricResult.of("ssim", ssim(pred, target))
-    else:
-        unavailable["ssim"] = f"images of {pred.shape[-2]}x{pred.shape[-1]} are smaller than the 11x11 window"
-    dev = str(device) if device is not None else None
-    _perceptual(
-        "lpips",
-        lpips_mode,
-        lpips,
-        {"backbone_weights": lpips_weights or _weights_dir_file(LPIPS_BACKBONE_FILE), "device": dev},
-        pred,
-        target,
-        metrics,
-        unavailable,
+    inputs = MetricInputs(
+        preds=pred,
+        target=gt[m.truth_index],
+        truth_images=gt,
+        reconstruction=reconstruction,
+        truth=target,
+        options=opts,
+        device=str(device) if device is not None else None,
+        reference_images=iip_candidates,
+        prior=rdlv_prior,
+        computed=computed,
+        unavailable=unavailable,
     )
-    _perceptual(
-        "stlpips",
-        stlpips_mode,
-        stlpips,
-        {"weights": stlpips_weights or _weights_dir_file(STLPIPS_FILE), "device": dev},
-        pred,
-        target,
-        metrics,
-        unavailable,
-    )
-    opts = _LeakageOptions(
-        psnr_threshold,
-        lpips_threshold,
-        lpips_weights or _weights_dir_file(LPIPS_BACKBONE_FILE),
-        stlpips_weights or _weights_dir_file(STLPIPS_FILE),
-        dev,
-        matching,
-    )
-    for variant in leakage:
-        _leakage_rates(variant, reconstruction, gt, metrics, unavailable, opts, lpips_mode, stlpips_mode)
-    if iip_candidates is not None:
-        _iip(iip_distance, pred, target, iip_candidates, metrics, unavailable, opts)
-    if rdlv_prior is not None:
-        if min(pred.shape[-2:]) >= 11:
-            metrics["rdlv"] = MetricResult.of("rdlv", rdlv(pred, target, rdlv_prior.detach().float().cpu()))
-        else:
-            unavailable["rdlv"] = (
-                f"SSIM needs images of at least 11x11, got {pred.shape[-2]}x{pred.shape[-1]}"
-            )
+    for name, spec in METRICS.items():
+        if _skipped(spec, opts, inputs):
+            continue
+        reason = _missing(spec, inputs)
+        if reason is None:
+            try:
+                metrics[name] = MetricResult.of(name, spec.compute(inputs))
+                computed[name] = metrics[name].per_image
+                continue
+            except MetricUnavailable as e:
+                if spec.switch is not None and getattr(opts, spec.switch) == "on":
+                    raise
+                reason = str(e)
+        unavailable[name] = reason
+        logger.info("%s unavailable: %s", name, reason)
     matched_labels = None
-    if reconstruction.labels is not None:
-        score = label_accuracy(reconstruction.labels.cpu(), truth.labels.cpu())
-        metrics["label_accuracy"] = MetricResult.of(
-            "label_accuracy", [float(v) for v in score.per_sample.tolist()]
-        )
-        if len(reconstruction.labels) == len(rec):
-            matched_labels = reconstruction.labels.cpu()[m.recon_index]
-    else:
-        unavailable["label_accuracy"] = "the attack does not infer labels"
+    if reconstruction.labels is not None and len(reconstruction.labels) == len(rec):
+        matched_labels = reconstruction.labels.cpu()[m.recon_index]
     return Evaluation(
         matching=m,
         metrics=metrics,

@@ -9,7 +9,6 @@ Both metrics (Zhang et al., CVPR 2018; Ghildyal & Liu, ECCV 2022) compare two im
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from gradinv.metrics.functional._checks import check_image_pair, check_min_size
 
 __all__ = ["LinLayer", "PerceptualMetric", "ScalingLayer", "load_state_dict_file", "normalize_channels"]
 
-logger = logging.getLogger(__name__)
 
 #: Channel counts of the five AlexNet stages compared by LPIPS and ST-LPIPS (alex variants).
 ALEX_CHANNELS = (64, 192, 384, 256, 256)

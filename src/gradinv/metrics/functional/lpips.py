@@ -10,11 +10,12 @@ Weights come from two places:
 * the lin layers ship with gradinv (``weights/lpips_alex_v0.1.pth``, copied from the ``lpips``
   package, BSD-2-Clause, Richard Zhang et al.; see ``weights/LICENSE-lpips.txt``);
 * the AlexNet backbone is torchvision's ImageNet checkpoint ``alexnet-owt-7be5be79.pth``, which is
-  not bundled. It is looked for, in order: the ``backbone_weights`` argument, the environment
-  variable ``GRADINV_LPIPS_BACKBONE``, the torch hub cache
+  not bundled. It is looked for as every weight file is (:mod:`gradinv.weights`): the
+  ``backbone_weights`` argument, ``$GRADINV_WEIGHTS``, the torch hub cache
   (``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth``), and with ``download=True`` it is
-  downloaded from ``https://download.pytorch.org/models/alexnet-owt-7be5be79.pth``. Without it
-  :class:`~gradinv.errors.MetricUnavailable` is raised; nothing else is ever substituted.
+  downloaded from ``https://download.pytorch.org/models/alexnet-owt-7be5be79.pth`` into that cache.
+  Without it :class:`~gradinv.errors.MetricUnavailable` is raised; nothing else is ever substituted.
+  (``$GRADINV_LPIPS_BACKBONE``, the path of the file, is deprecated but still read in gradinv 0.1.)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from gradinv.metrics.functional._perceptual import (
     load_state_dict_file,
     load_strict,
 )
+from gradinv.weights import hub_checkpoints_dir, not_found_message, search_weight_file
 
 __all__ = [
     "ALEXNET_FILE",
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
+#: Deprecated (read until the next release, with a warning): use ``$GRADINV_WEIGHTS``.
 BACKBONE_ENV = "GRADINV_LPIPS_BACKBONE"
 LIN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "lpips_alex_v0.1.pth"
 #: Smallest image side the AlexNet stages accept (stride-4 conv and two stride-2 max-pools).
@@ -117,54 +120,55 @@ def torchvision_to_stages(state: dict[str, Tensor], *, source: Path) -> dict[str
 
 
 def _hub_checkpoint() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+    return hub_checkpoints_dir() / ALEXNET_FILE
 
 
-def _unavailable(tried: list[str], reason: str) -> MetricUnavailable:
-    hub = _hub_checkpoint()
-    return MetricUnavailable(
-        f"Expected torchvision's ImageNet AlexNet weights ({ALEXNET_FILE}) for official LPIPS "
-        f"(Zhang et al., CVPR 2018), but {reason}. Paths tried: {'; '.join(tried)}. "
-        f"Download {ALEXNET_URL} and either put it at {hub}, set {BACKBONE_ENV}=/path/to/{ALEXNET_FILE}, "
-        "pass `backbone_weights=`, or use `download=True` where the internet is reachable. "
-        "Offline alternative: ST-LPIPS (`gradinv.metrics.stlpips`, Ghildyal & Liu, ECCV 2022), whose "
-        "complete weights are a single file; it is a different metric: its values are NOT LPIPS values, "
-        "report them as ST-LPIPS."
-    )
+_WHAT = "torchvision's ImageNet AlexNet weights for official LPIPS, Zhang et al., CVPR 2018"
+_FIX = (
+    f"The file is {ALEXNET_URL}; `download=True` fetches it where the internet is reachable. "
+    "Offline alternative: ST-LPIPS (`gradinv.metrics.stlpips`, Ghildyal & Liu, ECCV 2022), whose "
+    "complete weights are a single file; it is a different metric: its values are NOT LPIPS values, "
+    "report them as ST-LPIPS."
+)
 
 
 def resolve_lpips_backbone(
     backbone_weights: str | os.PathLike[str] | None = None, *, download: bool = False
 ) -> Path:
-    """Find the AlexNet checkpoint: argument, ``$GRADINV_LPIPS_BACKBONE``, torch hub cache, download.
+    """Find the AlexNet checkpoint: the argument (a file, or a folder holding it),
+    ``$GRADINV_WEIGHTS``, the torch hub cache, then (``download=True``) a download into that cache.
 
-    Raises :class:`MetricUnavailable` naming every path tried when none has the file."""
-    if backbone_weights is not None:
-        p = Path(backbone_weights).expanduser()
-        if not p.is_file():
-            raise _unavailable([f"backbone_weights={p}"], "that file does not exist")
-        return p
-    env = os.environ.get(BACKBONE_ENV)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise _unavailable([f"${BACKBONE_ENV}={p}"], f"the file named by ${BACKBONE_ENV} does not exist")
-        return p
+    Raises :class:`MetricUnavailable` naming every place tried when none has the file."""
+    search = search_weight_file(
+        ALEXNET_FILE, explicit=backbone_weights, explicit_name="backbone_weights", legacy_env=BACKBONE_ENV
+    )
+    if search.path is not None:
+        return search.path
+    if search.explicit or not download:
+        failure = None if search.explicit else "none of these places has it and `download` is False"
+        raise MetricUnavailable(not_found_message(search, what=_WHAT, fix=_FIX, failure=failure))
     hub = _hub_checkpoint()
-    tried = [f"${BACKBONE_ENV} (unset)", str(hub)]
-    if hub.is_file():
-        return hub
-    if not download:
-        raise _unavailable(tried, "none was found and `download` is False")
     logger.info("Downloading LPIPS AlexNet backbone from %s", ALEXNET_URL)
     try:
         torch.hub.load_state_dict_from_url(
             ALEXNET_URL, check_hash=True, map_location="cpu", weights_only=True
         )
     except Exception as e:  # no network, proxy, hash mismatch ...
-        raise _unavailable([*tried, ALEXNET_URL], f"the download failed ({e})") from e
+        raise MetricUnavailable(
+            not_found_message(
+                search, what=_WHAT, fix=_FIX, failure=f"the download failed ({e})", also_tried=(ALEXNET_URL,)
+            )
+        ) from e
     if not hub.is_file():  # pragma: no cover - torch.hub saves into get_dir()/checkpoints
-        raise _unavailable([*tried, ALEXNET_URL], "the downloaded file was not found in the hub cache")
+        raise MetricUnavailable(
+            not_found_message(
+                search,
+                what=_WHAT,
+                fix=_FIX,
+                failure="the downloaded file was not found in the hub cache",
+                also_tried=(ALEXNET_URL,),
+            )
+        )
     return hub
 
 

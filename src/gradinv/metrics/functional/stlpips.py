@@ -9,8 +9,10 @@ Shift-Invariant Again", ICML 2019): reflect padding by 2 on each side, then a de
 
 It is **not** LPIPS: its values differ and must be reported as ST-LPIPS. It is offered because its
 complete weights (backbone and lin layers, one file ``stlpips_alex_shift_tolerant.pth`` from the
-BSD-2-Clause ``stlpips-pytorch`` 0.0.2 package) can be used offline. The file is not bundled; pass
-its path (``weights=``) or set ``GRADINV_STLPIPS_WEIGHTS``.
+BSD-2-Clause ``stlpips-pytorch`` 0.0.2 package) can be used offline. The file is not bundled; it is
+looked for as every weight file is (:mod:`gradinv.weights`): the ``weights=`` argument (a file, or a
+folder holding it), ``$GRADINV_WEIGHTS``, the torch hub cache. (``$GRADINV_STLPIPS_WEIGHTS``, the
+path of the file, is deprecated but still read in gradinv 0.1.)
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradinv.errors import MetricUnavailable
 from gradinv.metrics.functional._perceptual import (
     PerceptualMetric,
     load_state_dict_file,
     load_strict,
 )
+from gradinv.weights import find_weight_file
 
 __all__ = [
     "STLPIPS",
@@ -45,6 +47,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STLPIPS_FILE = "stlpips_alex_shift_tolerant.pth"
+#: Deprecated (read until the next release, with a warning): use ``$GRADINV_WEIGHTS``.
 WEIGHTS_ENV = "GRADINV_STLPIPS_WEIGHTS"
 #: Smallest image side the shift-tolerant AlexNet stages accept.
 STLPIPS_MIN_SIZE = 21
@@ -112,25 +115,17 @@ class ShiftTolerantAlexNetStages(nn.Module):
 
 
 def resolve_stlpips_weights(weights: str | os.PathLike[str] | None = None) -> Path:
-    """Find ``stlpips_alex_shift_tolerant.pth``: the argument, else ``$GRADINV_STLPIPS_WEIGHTS``."""
-    if weights is not None:
-        p = Path(weights).expanduser()
-        tried = f"weights={p}"
-    elif os.environ.get(WEIGHTS_ENV):
-        p = Path(os.environ[WEIGHTS_ENV]).expanduser()
-        tried = f"${WEIGHTS_ENV}={p}"
-    else:
-        raise MetricUnavailable(
-            f"Expected the ST-LPIPS weight file {STLPIPS_FILE} (backbone and lin layers of ST-LPIPS, "
-            f"Ghildyal & Liu, ECCV 2022), but neither `weights=` was passed nor ${WEIGHTS_ENV} is set. "
-            f"Pass `weights=/path/to/{STLPIPS_FILE}` or set {WEIGHTS_ENV}=/path/to/{STLPIPS_FILE}."
-        )
-    if not p.is_file():
-        raise MetricUnavailable(
-            f"Expected the ST-LPIPS weight file {STLPIPS_FILE} at {tried}, but that file does not exist. "
-            f"Pass `weights=/path/to/{STLPIPS_FILE}` or set {WEIGHTS_ENV}=/path/to/{STLPIPS_FILE}."
-        )
-    return p
+    """Find ``stlpips_alex_shift_tolerant.pth``: the argument (a file, or a folder holding it),
+    ``$GRADINV_WEIGHTS``, the torch hub cache (see :mod:`gradinv.weights`).
+
+    Raises :class:`MetricUnavailable` naming every place tried when none has the file."""
+    return find_weight_file(
+        STLPIPS_FILE,
+        explicit=weights,
+        explicit_name="weights",
+        legacy_env=WEIGHTS_ENV,
+        what="the ST-LPIPS weights: backbone and lin layers of ST-LPIPS, Ghildyal & Liu, ECCV 2022",
+    )
 
 
 class STLPIPS(PerceptualMetric):
@@ -141,7 +136,8 @@ class STLPIPS(PerceptualMetric):
     similar.
 
     Args:
-        weights: path to ``stlpips_alex_shift_tolerant.pth``; when ``None``, ``$GRADINV_STLPIPS_WEIGHTS``.
+        weights: path to ``stlpips_alex_shift_tolerant.pth`` (or its folder); when ``None`` it is
+            looked up as described in :func:`resolve_stlpips_weights`.
     """
 
     name = "ST-LPIPS"
@@ -178,7 +174,8 @@ def stlpips(
     Args:
         preds: reconstructed images ``(N, C, H, W)`` in ``[0, 1]``, C = 1 (replicated) or 3, at least 21x21.
         target: ground-truth images of the same shape.
-        weights: path to ``stlpips_alex_shift_tolerant.pth``; when ``None``, ``$GRADINV_STLPIPS_WEIGHTS``.
+        weights: path to ``stlpips_alex_shift_tolerant.pth`` (or its folder); when ``None`` it is
+            looked up as described in :func:`resolve_stlpips_weights`.
         device: where to run the network; defaults to the device of ``preds``.
 
     Returns:
