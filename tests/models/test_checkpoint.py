@@ -147,3 +147,19 @@ def test_trained_cifar_resnet_accuracy(shared: Path, name: str, file: str) -> No
         accuracy = (model((x - IMAGENET_MEAN) / IMAGENET_STD).argmax(1) == y).float().mean().item()
     # published 91.8% / 93.6% on lossless images; JPEG costs ~10 points (measured: 79.8% / 83.0%)
     assert accuracy >= 0.75, f"{name}: {accuracy:.1%} on 500 JPEG CIFAR-10 test images"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path: Path, bad: float) -> None:
+    """A diverged checkpoint is refused at load time, not later as a misleading attack failure."""
+    src = build_model("lenet", num_classes=10, seed=0)
+    state = src.state_dict()
+    state["fc.weight"][0, :3] = bad
+    torch.save(state, tmp_path / "w.pt")
+    dst = build_model("lenet", num_classes=10, seed=1)
+    before = dst.fc.weight.clone()
+    with pytest.raises(ModelError, match=r"Expected finite weights.*'fc\.weight' \(3 of 7680 values\)"):
+        load_checkpoint(dst, tmp_path / "w.pt")
+    assert torch.equal(dst.fc.weight, before)  # nothing was loaded
+    with pytest.raises(ModelError, match="lower learning rate"):
+        build_model("lenet", num_classes=10, checkpoint=tmp_path / "w.pt")

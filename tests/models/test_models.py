@@ -211,10 +211,33 @@ def test_dummy_forward_failure_is_explained(monkeypatch: pytest.MonkeyPatch) -> 
     def fixed_32(*, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 32 * 32, num_classes))
 
-    spec = ModelSpec("fixed", fixed_32, "fixed input size", "-", "default", "none", min_image_size=32)
+    spec = ModelSpec("fixed", fixed_32, "fixed input size", "-", "default", "none")  # no declared minimum
     monkeypatch.setitem(MODELS._items, "fixed", spec)
     assert build_model("fixed", num_classes=2)(torch.zeros(1, 3, 32, 32)).shape == (1, 2)
     with pytest.raises(
         ModelError, match=r"fits model 'fixed'.*but got 16x16.*zeros \(2, 3, 16, 16\).*image_size = 32"
     ):
         build_model("fixed", num_classes=2, image_size=16)
+    declared = ModelSpec(
+        "fixed", fixed_32, "fixed", "-", "default", "none", min_image_size=32, min_image_reason="fixed input"
+    )
+    monkeypatch.setitem(MODELS._items, "fixed", declared)  # a declared minimum is checked before building
+    with pytest.raises(ModelError, match=r"at least 32x32\), but got 16x16: fixed input\. Use image_size"):
+        build_model("fixed", num_classes=2, image_size=16)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_min_image_size_trains_one_image_and_smaller_is_refused(name: str) -> None:
+    """At ``min_image_size`` a client can train on a single image (train mode, forward + backward);
+    one pixel less is one clear ModelError at build time, not a raw BatchNorm ValueError later."""
+    spec = MODELS.get(name)
+    size = spec.min_image_size
+    model = build_model(name, num_classes=10, image_size=size, seed=0).train()
+    model(torch.rand(1, 3, size, size)).sum().backward()
+    if size > 1:
+        with pytest.raises(
+            ModelError, match=rf"fits model '{name}' \(at least {size}x{size}\).*Use image_size"
+        ):
+            build_model(name, num_classes=10, image_size=size - 1, seed=0)
+        with pytest.raises(ModelError, match=rf"at least {size}x{size}"):
+            build_model(name, num_classes=10, image_size=(size, size - 1), seed=0)

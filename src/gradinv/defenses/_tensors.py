@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
 
-__all__ = ["global_norm", "keep_largest", "rand_like", "randn_like"]
+__all__ = ["ceil_count", "fraction", "global_norm", "keep_largest", "rand_like", "randn_like"]
 
 
 def rand_like(t: Tensor, generator: torch.Generator) -> Tensor:
@@ -27,6 +27,12 @@ def global_norm(tensors: Mapping[str, Tensor]) -> float:
     if not tensors:
         return 0.0
     return float(torch.stack([(t.double() ** 2).sum() for t in tensors.values()]).sum().sqrt())
+
+
+def fraction(tensors: Mapping[str, Tensor], where: Callable[[Tensor], Tensor]) -> float:
+    """The fraction of all entries of ``tensors`` (together) where the boolean ``where(t)`` holds."""
+    total = sum(t.numel() for t in tensors.values())
+    return sum(int(where(t).sum()) for t in tensors.values()) / total
 
 
 def keep_largest(tensors: Mapping[str, Tensor], counts: int | Mapping[str, int]) -> dict[str, Tensor]:

@@ -19,12 +19,13 @@ Helpers for defense authors:
 * :class:`RegularizedModule` and :func:`auxiliary_loss`: a module that adds a term to the training
   loss (PRECODE's KL divergence). The client's fixed loss is cross-entropy; a defense that replaces
   the step's gradient adds :func:`auxiliary_loss` of the model to it.
-* :func:`map_update`: apply a tensor function to every parameter tensor of an update.
+* :func:`map_update` / :func:`with_params`: an update with every parameter tensor transformed /
+  replaced (buffer deltas kept).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 
 from gradinv.errors import ConfigError
 from gradinv.fl.client import ClientHooks, StepContext, UpdateContext
+from gradinv.fl.hooks import DefenseChain
 from gradinv.registry import Registry
 from gradinv.settings import as_dict, from_mapping
 from gradinv.types import ModelUpdate
@@ -49,6 +51,7 @@ __all__ = [
     "create_defense",
     "map_update",
     "register_defense",
+    "with_params",
 ]
 
 Stage = Literal["model", "data", "training", "update"]
@@ -67,7 +70,8 @@ class Defense:
 
     The default :meth:`client_hooks` forwards to this object's ``on_*`` methods; a defense that
     keeps per-client state (an accountant, a momentum buffer) overrides :meth:`client_hooks` to
-    return a fresh object per client."""
+    return a fresh object per client. (A defense is not itself a :class:`~gradinv.fl.ClientHooks`:
+    passed where hooks are expected, one whose hooks live in another object would do nothing.)"""
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -85,7 +89,9 @@ class Defense:
         self.config = config
 
     # stage "model"
-    def transform_model(self, model: nn.Module) -> nn.Module:
+    def transform_model(self, model: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
+        """The model every party uses; new layers are initialised from ``generator`` (torch's
+        global RNG when ``None``)."""
         return model
 
     # stages "data", "training", "update": a fresh hook object per client
@@ -168,10 +174,16 @@ class _UpdateHooks(ClientHooks):
         return dict(self.stats)
 
 
+def with_params(update: ModelUpdate, params: Mapping[str, Tensor]) -> ModelUpdate:
+    """``update`` with new parameter tensors ``params``; its buffer deltas (the BatchNorm running
+    statistics FedAvg shares) are kept as they are."""
+    return ModelUpdate(update.kind, dict(params), dict(update.buffers))
+
+
 def map_update(update: ModelUpdate, fn: Callable[[str, Tensor], Tensor]) -> ModelUpdate:
-    """A new update with ``fn(name, tensor)`` applied to every parameter tensor (buffer deltas, the
-    BatchNorm running statistics FedAvg shares, are kept as they are)."""
-    return ModelUpdate(update.kind, {k: fn(k, v) for k, v in update.params.items()}, dict(update.buffers))
+    """A new update with ``fn(name, tensor)`` applied to every parameter tensor (buffer deltas are
+    kept, see :func:`with_params`)."""
+    return with_params(update, {k: fn(k, v) for k, v in update.params.items()})
 
 
 class RegularizedModule(nn.Module):
@@ -193,69 +205,6 @@ def auxiliary_loss(model: nn.Module, *, per_sample: bool = False) -> Tensor | No
     if not terms:
         return None
     return torch.stack(terms).sum(0)
-
-
-class DefenseChain(ClientHooks):
-    """Client hooks applying several defenses in order (at most one training-stage defense).
-
-    Data and update transforms run in the given order. For the step's gradient, the hooks are asked
-    in ``gradient_order`` (default: the given order) and the first gradient returned is used;
-    :meth:`of` asks the training-stage defense (DP-SGD) first, so that it takes precedence over a
-    model-stage defense that only adds a loss term (PRECODE), whose term DP-SGD includes itself."""
-
-    def __init__(
-        self,
-        hooks: Sequence[ClientHooks],
-        names: Sequence[str] = (),
-        *,
-        gradient_order: Sequence[int] | None = None,
-    ) -> None:
-        self.hooks = list(hooks)
-        self.names = list(names) or [f"defense{i}" for i in range(len(self.hooks))]
-        order = list(range(len(self.hooks))) if gradient_order is None else list(gradient_order)
-        if sorted(order) != list(range(len(self.hooks))):
-            raise ConfigError(
-                f"Expected `gradient_order` to be a permutation of 0..{len(self.hooks) - 1}, but got {order}."
-            )
-        self.gradient_order = order
-
-    def start(self, ctx: UpdateContext) -> None:
-        for h in self.hooks:
-            h.start(ctx)
-
-    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        for h in self.hooks:
-            x, targets = h.on_batch(x, targets, ctx)
-        return x, targets
-
-    def gradients(self, x: Tensor, targets: Tensor, ctx: StepContext) -> list[Tensor] | None:
-        for i in self.gradient_order:
-            g = self.hooks[i].gradients(x, targets, ctx)
-            if g is not None:
-                return g
-        return None
-
-    def on_update(self, update: ModelUpdate, ctx: UpdateContext) -> ModelUpdate:
-        for h in self.hooks:
-            update = h.on_update(update, ctx)
-        return update
-
-    def info(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, h in zip(self.names, self.hooks):
-            out.update({f"{name}.{k}": v for k, v in h.info().items()})
-        return out
-
-    @classmethod
-    def of(cls, defenses: Sequence[Defense]) -> DefenseChain:
-        training = [d.name for d in defenses if d.stage == "training"]
-        if len(training) > 1:
-            raise ConfigError(
-                f"Expected at most one defense that replaces the training gradient, but got {training}. "
-                "Keep one of them."
-            )
-        order = sorted(range(len(defenses)), key=lambda i: defenses[i].stage != "training")
-        return cls([d.client_hooks() for d in defenses], [d.name for d in defenses], gradient_order=order)
 
 
 DEFENSES: Registry[type[Defense]] = Registry("defense")

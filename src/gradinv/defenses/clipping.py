@@ -17,7 +17,6 @@ tensor([-0.5000,  0.1000,  0.5000])
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -25,10 +24,10 @@ from typing import Literal
 import torch  # noqa: F401  (the doctest uses it)
 from torch import Tensor
 
-from gradinv.defenses._tensors import global_norm
-from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense
+from gradinv._checks import check_choice, check_range
+from gradinv.defenses._tensors import fraction, global_norm
+from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense, with_params
 from gradinv.defenses.noise import clip_global_norm
-from gradinv.errors import ConfigError
 from gradinv.fl.client import UpdateContext
 from gradinv.types import ModelUpdate
 
@@ -48,10 +47,8 @@ class ClippingConfig(DefenseConfig):
     mode: Literal["value", "norm"] = "value"
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.bound) and self.bound > 0):
-            raise ConfigError(f"Expected `bound` > 0, but got {self.bound}. Paper 002 uses 0.01 ... 0.5.")
-        if self.mode not in ("value", "norm"):
-            raise ConfigError(f"Expected `mode` to be 'value' or 'norm', but got {self.mode!r}.")
+        check_range("bound", self.bound, low=0, low_open=True, fix="Paper 002 uses 0.01 ... 0.5.")
+        check_choice("mode", self.mode, ("value", "norm"))
 
 
 @register_defense
@@ -71,12 +68,10 @@ class Clipping(UpdateDefense):
         cfg = self.config
         norm = global_norm(update.params)
         if cfg.mode == "value":
-            total = sum(v.numel() for v in update.params.values())
-            clipped = sum(int((v.abs() > cfg.bound).sum()) for v in update.params.values())
             params = clip_values(update.params, cfg.bound)
-            stats = {"clipped_fraction": clipped / total}
+            stats = {"clipped_fraction": fraction(update.params, lambda v: v.abs() > cfg.bound)}
         else:
             params, _ = clip_global_norm(update.params, cfg.bound)
             stats = {"clipped_fraction": float(norm > cfg.bound)}
-        out = ModelUpdate(update.kind, params, dict(update.buffers))
+        out = with_params(update, params)
         return out, {**stats, "norm_before": norm, "norm_after": global_norm(out.params)}

@@ -45,9 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradinv._checks import check_choice, check_range
 from gradinv.defenses._tensors import randn_like
 from gradinv.defenses.base import Defense, DefenseConfig, auxiliary_loss, register_defense
-from gradinv.errors import ConfigError, ModelError
+from gradinv.errors import ModelError
 from gradinv.fl.client import ClientHooks, StepContext, UpdateContext
 from gradinv.types import ModelUpdate
 
@@ -208,21 +209,18 @@ class DPSGDConfig(DefenseConfig):
     replace_batchnorm: bool = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
-            raise ConfigError(
-                f"Expected `noise_multiplier` >= 0, but got {self.noise_multiplier}. "
-                "Typical values: 0.5 ... 2."
-            )
-        if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
-            raise ConfigError(f"Expected `max_grad_norm` > 0, but got {self.max_grad_norm}.")
-        if not 0 < self.delta < 1:
-            raise ConfigError(
-                f"Expected `delta` in (0, 1), but got {self.delta}. Use less than 1 / (number of samples)."
-            )
-        if self.accountant not in ("rdp", "prv", "gdp"):
-            raise ConfigError(
-                f"Expected `accountant` to be 'rdp', 'prv' or 'gdp', but got {self.accountant!r}."
-            )
+        check_range("noise_multiplier", self.noise_multiplier, low=0, fix="Typical values: 0.5 ... 2.")
+        check_range("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
+        check_range(
+            "delta",
+            self.delta,
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+            fix="Use less than 1 / (number of samples).",
+        )
+        check_choice("accountant", self.accountant, ("rdp", "prv", "gdp"))
 
 
 @register_defense
@@ -243,7 +241,7 @@ class DPSGD(Defense):
         super().__init__(config, **params)
         self.history: dict[int, list[tuple[float, float, int]]] = {}
 
-    def transform_model(self, model: nn.Module) -> nn.Module:
+    def transform_model(self, model: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
         if self.config.replace_batchnorm:
             from opacus.validators import ModuleValidator
 

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gradinv.defenses._targets import as_probabilities, num_classes_of
-from gradinv.defenses.base import Defense, DefenseConfig, register_defense
-from gradinv.defenses.mixup import mix_samples
+from gradinv._checks import check_int
+from gradinv.defenses.base import DefenseConfig, register_defense
+from gradinv.defenses.mixup import MixingDefense
 from gradinv.errors import ConfigError
-from gradinv.fl.client import ClientHooks, StepContext
 
 __all__ = ["InstaHide", "InstaHideConfig", "instahide_plan", "instahide_signs"]
 
@@ -71,8 +70,7 @@ class InstaHideConfig(DefenseConfig):
     sign_flip: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"Expected `k` to be an int >= 1, but got {self.k!r}. The paper uses 4.")
+        check_int("k", self.k, fix="The paper uses 4.")
         if not (math.isfinite(self.upper) and self.upper <= 1 and (self.upper > 1 / self.k or self.k == 1)):
             raise ConfigError(
                 f"Expected `upper` in (1/k, 1] = ({1 / self.k:.3g}, 1], but got {self.upper}. "
@@ -81,12 +79,11 @@ class InstaHideConfig(DefenseConfig):
 
 
 @register_defense
-class InstaHide(Defense):
+class InstaHide(MixingDefense):
     """Mix every sample with k - 1 others of the batch and flip pixel signs at random."""
 
     name = "instahide"
     title = "InstaHide"
-    stage = "data"
     paper = (
         "Huang, Song, Li, Arora, InstaHide: Instance-hiding Schemes for Private Distributed Learning, "
         "ICML 2020"
@@ -94,25 +91,16 @@ class InstaHide(Defense):
     config_cls = InstaHideConfig
     config: InstaHideConfig
 
-    def client_hooks(self) -> ClientHooks:
-        return _InstaHideHooks(self.config)
+    def plan(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return instahide_plan(n, k=self.config.k, upper=self.config.upper, generator=generator)
 
+    def summary(self, weights: Tensor) -> Tensor:
+        return weights.amax(1)  # the largest coefficient of each mixture
 
-class _InstaHideHooks(ClientHooks):
-    def __init__(self, cfg: InstaHideConfig) -> None:
-        self.cfg = cfg
-        self.max_coefficients: list[float] = []
+    def finish(self, mixed_x: Tensor, generator: torch.Generator) -> Tensor:
+        if not self.config.sign_flip:
+            return mixed_x
+        return mixed_x * instahide_signs(mixed_x.shape, generator=generator).to(mixed_x.device, mixed_x.dtype)
 
-    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        cfg = self.cfg
-        probs = as_probabilities(targets, num_classes_of(ctx.model), dtype=x.dtype)
-        indices, lam = instahide_plan(x.shape[0], k=cfg.k, upper=cfg.upper, generator=ctx.generator)
-        self.max_coefficients += lam.amax(1).tolist()
-        mixed_x, mixed_y = mix_samples(x, probs, indices.to(x.device), lam.to(x.device))
-        if cfg.sign_flip:
-            mixed_x = mixed_x * instahide_signs(mixed_x.shape, generator=ctx.generator).to(x.device, x.dtype)
-        return mixed_x, mixed_y
-
-    def info(self) -> dict[str, float]:
-        c = self.max_coefficients
-        return {"k": float(self.cfg.k), "mean_max_coefficient": sum(c) / len(c) if c else 0.0}
+    def report(self, mean: float) -> dict[str, float]:
+        return {"k": float(self.config.k), "mean_max_coefficient": mean}

@@ -21,19 +21,19 @@ tensor([[0.7500, 0.2500],
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from gradinv._checks import check_range
 from gradinv.defenses._targets import as_probabilities, num_classes_of
-from gradinv.defenses.base import Defense, DefenseConfig, register_defense
-from gradinv.errors import ConfigError
+from gradinv.defenses.base import Defense, DefenseConfig, Stage, register_defense
 from gradinv.fl.client import ClientHooks, StepContext
 
-__all__ = ["MixUp", "MixUpConfig", "mix_samples", "mixup_plan", "numpy_rng"]
+__all__ = ["MixUp", "MixUpConfig", "MixingDefense", "mix_samples", "mixup_plan", "numpy_rng"]
 
 
 def numpy_rng(generator: torch.Generator) -> np.random.Generator:
@@ -50,6 +50,47 @@ def mix_samples(x: Tensor, probs: Tensor, indices: Tensor, weights: Tensor) -> t
     mixed_x = (w.view(*w.shape, *([1] * (x.ndim - 1))) * xs).sum(1)
     mixed_y = (weights.to(probs.dtype).unsqueeze(-1) * probs[indices]).sum(1)
     return mixed_x, mixed_y
+
+
+class MixingDefense(Defense):
+    """Base of the mixing defenses: every local batch is replaced by mixtures of its samples (and of
+    their one-hot labels) that :meth:`plan` draws from the client's generator; :meth:`finish` may
+    transform the mixed images. :meth:`summary` gives one number per mixture; each client's hooks
+    report the mean over its training through :meth:`report`."""
+
+    stage: ClassVar[Stage] = "data"
+
+    def plan(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Indices ``(N, k)`` into the batch and their weights ``(N, k)``."""
+        raise NotImplementedError
+
+    def summary(self, weights: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def finish(self, mixed_x: Tensor, generator: torch.Generator) -> Tensor:
+        return mixed_x
+
+    def report(self, mean: float) -> dict[str, float]:
+        raise NotImplementedError
+
+    def client_hooks(self) -> ClientHooks:
+        return _MixingHooks(self)
+
+
+class _MixingHooks(ClientHooks):
+    def __init__(self, defense: MixingDefense) -> None:
+        self.defense = defense
+        self.values: list[float] = []
+
+    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        probs = as_probabilities(targets, num_classes_of(ctx.model), dtype=x.dtype)
+        indices, weights = self.defense.plan(x.shape[0], ctx.generator)
+        self.values += self.defense.summary(weights).tolist()
+        mixed_x, mixed_y = mix_samples(x, probs, indices.to(x.device), weights.to(x.device))
+        return self.defense.finish(mixed_x, ctx.generator), mixed_y
+
+    def info(self) -> dict[str, float]:
+        return self.defense.report(sum(self.values) / len(self.values) if self.values else 0.0)
 
 
 def mixup_plan(
@@ -73,38 +114,24 @@ class MixUpConfig(DefenseConfig):
     per_sample: bool = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise ConfigError(f"Expected `alpha` > 0, but got {self.alpha}. The paper uses 0.1 ... 1.")
+        check_range("alpha", self.alpha, low=0, low_open=True, fix="The paper uses 0.1 ... 1.")
 
 
 @register_defense
-class MixUp(Defense):
+class MixUp(MixingDefense):
     """Train on convex combinations of sample pairs and their one-hot labels (λ ~ Beta(α, α))."""
 
     name = "mixup"
     title = "MixUp"
-    stage = "data"
     paper = "Zhang, Cissé, Dauphin, Lopez-Paz, mixup: Beyond Empirical Risk Minimization, ICLR 2018"
     config_cls = MixUpConfig
     config: MixUpConfig
 
-    def client_hooks(self) -> ClientHooks:
-        return _MixUpHooks(self.config)
+    def plan(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return mixup_plan(n, alpha=self.config.alpha, per_sample=self.config.per_sample, generator=generator)
 
+    def summary(self, weights: Tensor) -> Tensor:
+        return weights[:, 0]  # λ
 
-class _MixUpHooks(ClientHooks):
-    def __init__(self, cfg: MixUpConfig) -> None:
-        self.cfg = cfg
-        self.lambdas: list[float] = []
-
-    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        probs = as_probabilities(targets, num_classes_of(ctx.model), dtype=x.dtype)
-        indices, weights = mixup_plan(
-            x.shape[0], alpha=self.cfg.alpha, per_sample=self.cfg.per_sample, generator=ctx.generator
-        )
-        self.lambdas += weights[:, 0].tolist()
-        return mix_samples(x, probs, indices.to(x.device), weights.to(x.device))
-
-    def info(self) -> dict[str, float]:
-        lam = self.lambdas
-        return {"mean_lambda": sum(lam) / len(lam) if lam else 0.0}
+    def report(self, mean: float) -> dict[str, float]:
+        return {"mean_lambda": mean}

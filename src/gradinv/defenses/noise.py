@@ -23,15 +23,15 @@ tensor([0.6000, 0.8000])
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch  # noqa: F401  (the doctest uses it)
 from torch import Tensor
 
+from gradinv._checks import check_range
 from gradinv.defenses._tensors import global_norm, randn_like
-from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense
+from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense, with_params
 from gradinv.errors import ConfigError
 from gradinv.fl.client import UpdateContext
 from gradinv.types import ModelUpdate
@@ -56,12 +56,9 @@ class GaussianNoiseConfig(DefenseConfig):
     relative: bool = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.sigma) and self.sigma >= 0):
-            raise ConfigError(f"Expected `sigma` >= 0, but got {self.sigma}. Use 0 for clipping only.")
-        if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
-            raise ConfigError(
-                f"Expected `clip_norm` > 0 (or none for no clipping), but got {self.clip_norm}."
-            )
+        check_range("sigma", self.sigma, low=0, fix="Use 0 for clipping only.")
+        if self.clip_norm is not None:
+            check_range("clip_norm", self.clip_norm, low=0, low_open=True, fix="Or none for no clipping.")
         if self.relative and self.clip_norm is None:
             raise ConfigError(
                 "Expected `clip_norm` with `relative = true` (the noise std is sigma * clip_norm), "
@@ -96,5 +93,5 @@ class GaussianNoise(UpdateDefense):
         std = cfg.std
         if std > 0:
             params = {k: v + std * randn_like(v, ctx.generator) for k, v in params.items()}
-        out = ModelUpdate(update.kind, params, dict(update.buffers))
+        out = with_params(update, params)
         return out, {"std": std, "norm_before": norm, "norm_after": global_norm(out.params)}

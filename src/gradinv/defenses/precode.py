@@ -25,8 +25,12 @@ How the pieces fit here:
   (``sample_in_eval = true``); set it false to use ``z = μ`` in eval mode (deterministic test
   predictions, but an eval-mode client then shares a deterministic gradient).
 
-The VB draws ``ε`` from torch's global generator, so an attacker simulating the model with
-``torch.func.vmap`` needs ``randomness="different"`` (or ``"same"``).
+The VB draws ``ε`` from its own generator (a :class:`~gradinv.models.seeding.SamplingModule`), never
+from torch's global one: :func:`gradinv.models.reseed` restarts it. ``local_update`` reseeds the
+client's working copy from the client's private seed (each client draws its own ``ε``); the new
+layers are initialised from the ``generator`` passed to :meth:`Precode.transform_model` (the global
+RNG without one). An attacker simulating the model with ``torch.func.vmap`` needs
+``randomness="different"`` (or ``"same"``).
 
 >>> from torch import nn
 >>> m = add_bottleneck(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), latent_dim=4)
@@ -43,32 +47,44 @@ import copy
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradinv._checks import check_int, check_range
 from gradinv.defenses.base import Defense, DefenseConfig, RegularizedModule, auxiliary_loss, register_defense
-from gradinv.errors import ConfigError, ModelError, UpdateError
+from gradinv.errors import ModelError, UpdateError
 from gradinv.fl.client import ClientHooks, StepContext, client_loss
-from gradinv.models.inspect import find_classifier
+from gradinv.models.init import new_linear
+from gradinv.models.inspect import linear_layer
+from gradinv.models.seeding import SamplingModule
 
 __all__ = ["Precode", "PrecodeConfig", "VariationalBottleneck", "add_bottleneck"]
 
 
-class VariationalBottleneck(RegularizedModule):
+class VariationalBottleneck(RegularizedModule, SamplingModule):
     """``x (N, D) -> encoder -> (μ, σ) -> z = μ + σ ε -> decoder -> (N, D)``; keeps ``μ, σ`` of the
-    last forward pass for its KL term."""
+    last forward pass for its KL term. ``ε`` comes from the module's own generator (``seed``;
+    :meth:`reseed`); the layers are initialised from ``generator`` (the global RNG when ``None``)."""
 
     def __init__(
-        self, features: int, *, latent_dim: int = 256, beta: float = 1e-3, sample_in_eval: bool = True
+        self,
+        features: int,
+        *,
+        latent_dim: int = 256,
+        beta: float = 1e-3,
+        sample_in_eval: bool = True,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
     ):
-        super().__init__()
+        super().__init__(seed=seed)
         self.latent_dim = latent_dim
         self.beta = beta
         self.sample_in_eval = sample_in_eval
-        self.encoder = nn.Linear(features, 2 * latent_dim)
-        self.decoder = nn.Linear(latent_dim, features)
+        self.encoder = new_linear(features, 2 * latent_dim, generator=generator)
+        self.decoder = new_linear(latent_dim, features, generator=generator)
         self._stats: tuple[Tensor, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -76,10 +92,14 @@ class VariationalBottleneck(RegularizedModule):
         stats = self.encoder(x.flatten(1))
         mu, pre = stats[:, : self.latent_dim], stats[:, self.latent_dim :]
         std = F.softplus(pre)
-        z = mu + std * torch.randn_like(std) if self.training or self.sample_in_eval else mu
+        z = mu + std * self.randn(std) if self.training or self.sample_in_eval else mu
         self._stats = (mu, std)
         out: Tensor = self.decoder(z).view(shape)
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the last pass's (μ, σ) belong to its autograd graph, which a copy cannot take along
+        return {**super().__getstate__(), "_stats": None}
 
     def auxiliary_loss(self, *, per_sample: bool = False) -> Tensor:
         """``β · KL(N(μ, σ²) || N(0, I)) / ln 2`` of the last forward pass (mean, or per sample)."""
@@ -98,29 +118,24 @@ def add_bottleneck(
     beta: float = 1e-3,
     layer: str | None = None,
     sample_in_eval: bool = True,
+    generator: torch.Generator | None = None,
 ) -> nn.Module:
     """A deep copy of ``model`` whose ``nn.Linear`` ``layer`` (default: the classifier, the last one)
-    is preceded by a :class:`VariationalBottleneck`."""
+    is preceded by a :class:`VariationalBottleneck` initialised from ``generator``."""
     m = copy.deepcopy(model)
-    if layer is None:
-        weight, _ = find_classifier(m)
-        layer = weight[: -len(".weight")] if weight != "weight" else ""
+    layer = linear_layer(m, layer)
     if layer == "":
         raise ModelError(
             "Expected a model containing its classifier nn.Linear, but the model is one nn.Linear."
         )
-    try:
-        linear = m.get_submodule(layer)
-    except AttributeError:
-        linear = None
-    if not isinstance(linear, nn.Linear):
-        linears = [n for n, mod in m.named_modules() if isinstance(mod, nn.Linear)]
-        raise ConfigError(
-            f"Expected `layer` to name an nn.Linear layer of the model, but got {layer!r}. "
-            f"Linear layers: {', '.join(linears) or '(none)'}."
-        )
+    linear = m.get_submodule(layer)
+    assert isinstance(linear, nn.Linear)
     vb = VariationalBottleneck(
-        linear.in_features, latent_dim=latent_dim, beta=beta, sample_in_eval=sample_in_eval
+        linear.in_features,
+        latent_dim=latent_dim,
+        beta=beta,
+        sample_in_eval=sample_in_eval,
+        generator=generator,
     ).to(linear.weight.device, linear.weight.dtype)
     head = nn.Sequential(OrderedDict([("bottleneck", vb), ("classifier", linear)]))
     parent_name, _, child = layer.rpartition(".")
@@ -139,12 +154,8 @@ class PrecodeConfig(DefenseConfig):
     sample_in_eval: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim < 1:
-            raise ConfigError(
-                f"Expected `latent_dim` to be an int >= 1, but got {self.latent_dim!r}. PRECODE uses 256."
-            )
-        if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise ConfigError(f"Expected `beta` >= 0, but got {self.beta}. PRECODE uses 0.001.")
+        check_int("latent_dim", self.latent_dim, fix="PRECODE uses 256.")
+        check_range("beta", self.beta, low=0, fix="PRECODE uses 0.001.")
 
 
 @register_defense
@@ -161,7 +172,7 @@ class Precode(Defense):
     config_cls = PrecodeConfig
     config: PrecodeConfig
 
-    def transform_model(self, model: nn.Module) -> nn.Module:
+    def transform_model(self, model: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
         cfg = self.config
         return add_bottleneck(
             model,
@@ -169,6 +180,7 @@ class Precode(Defense):
             beta=cfg.beta,
             layer=cfg.layer,
             sample_in_eval=cfg.sample_in_eval,
+            generator=generator,
         )
 
     def client_hooks(self) -> ClientHooks:

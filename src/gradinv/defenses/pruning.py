@@ -23,9 +23,9 @@ from typing import Literal
 import torch  # noqa: F401  (the doctest uses it)
 from torch import Tensor
 
-from gradinv.defenses._tensors import keep_largest
-from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense
-from gradinv.errors import ConfigError
+from gradinv._checks import check_choice, check_range
+from gradinv.defenses._tensors import fraction, keep_largest
+from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense, with_params
 from gradinv.fl.client import UpdateContext
 from gradinv.types import ModelUpdate
 
@@ -56,13 +56,16 @@ class GradientPruningConfig(DefenseConfig):
     scope: Scope = "tensor"
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.ratio) and 0 <= self.ratio < 1):
-            raise ConfigError(
-                f"Expected `ratio` (the fraction pruned) in [0, 1), but got {self.ratio}. "
-                "DLG uses 0.01 ... 0.7."
-            )
-        if self.scope not in ("tensor", "global"):
-            raise ConfigError(f"Expected `scope` to be 'tensor' or 'global', but got {self.scope!r}.")
+        check_range(
+            "ratio",
+            self.ratio,
+            low=0,
+            high=1,
+            high_open=True,
+            what="the fraction pruned",
+            fix="DLG uses 0.01 ... 0.7.",
+        )
+        check_choice("scope", self.scope, ("tensor", "global"))
 
 
 @register_defense
@@ -77,6 +80,4 @@ class GradientPruning(UpdateDefense):
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         params = prune_smallest(update.params, ratio=self.config.ratio, scope=self.config.scope)
-        total = sum(t.numel() for t in params.values())
-        kept = sum(int((t != 0).sum()) for t in params.values())
-        return ModelUpdate(update.kind, params, dict(update.buffers)), {"kept_fraction": kept / total}
+        return with_params(update, params), {"kept_fraction": fraction(params, lambda t: t != 0)}

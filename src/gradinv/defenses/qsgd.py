@@ -32,9 +32,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gradinv.defenses._tensors import rand_like
+from gradinv._checks import check_choice, check_int
+from gradinv.defenses._tensors import fraction, rand_like
 from gradinv.defenses.base import DefenseConfig, UpdateDefense, map_update, register_defense
-from gradinv.errors import ConfigError
 from gradinv.fl.client import UpdateContext
 from gradinv.types import ModelUpdate
 
@@ -78,21 +78,10 @@ class QSGDConfig(DefenseConfig):
     norm: Norm = "l2"
 
     def __post_init__(self) -> None:
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 16:
-            raise ConfigError(
-                f"Expected `bits` to be an int in [1, 16], but got {self.bits!r}. Use at least 1 bit."
-            )
-        if self.bucket_size is not None and (
-            isinstance(self.bucket_size, bool)
-            or not isinstance(self.bucket_size, int)
-            or self.bucket_size < 1
-        ):
-            raise ConfigError(
-                f"Expected `bucket_size` to be an int >= 1 (or none for one bucket per tensor), "
-                f"but got {self.bucket_size!r}."
-            )
-        if self.norm not in ("l2", "max"):
-            raise ConfigError(f"Expected `norm` to be 'l2' or 'max', but got {self.norm!r}.")
+        check_int("bits", self.bits, minimum=1, maximum=16, fix="Use at least 1 bit.")
+        if self.bucket_size is not None:
+            check_int("bucket_size", self.bucket_size, fix="Or none for one bucket per tensor.")
+        check_choice("norm", self.norm, ("l2", "max"))
 
 
 @register_defense
@@ -116,6 +105,5 @@ class QSGD(UpdateDefense):
                 t, bits=cfg.bits, bucket_size=cfg.bucket_size, norm=cfg.norm, generator=ctx.generator
             ),
         )
-        total = sum(t.numel() for t in update.params.values())
-        zeros = sum(int((t == 0).sum()) for t in out.params.values())
-        return out, {"bits": float(cfg.bits), "levels": float(2**cfg.bits), "zero_fraction": zeros / total}
+        zeros = fraction(out.params, lambda t: t == 0)
+        return out, {"bits": float(cfg.bits), "levels": float(2**cfg.bits), "zero_fraction": zeros}

@@ -22,8 +22,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from gradinv._checks import check_choice
+from gradinv.defenses._tensors import fraction
 from gradinv.defenses.base import DefenseConfig, UpdateDefense, map_update, register_defense
-from gradinv.errors import ConfigError
 from gradinv.fl.client import UpdateContext
 from gradinv.types import ModelUpdate
 
@@ -47,8 +48,7 @@ class SignSGDConfig(DefenseConfig):
     scale: Scale = "mean"
 
     def __post_init__(self) -> None:
-        if self.scale not in ("mean", "none"):
-            raise ConfigError(f"Expected `scale` to be 'mean' or 'none', but got {self.scale!r}.")
+        check_choice("scale", self.scale, ("mean", "none"))
 
 
 @register_defense
@@ -66,6 +66,4 @@ class SignSGD(UpdateDefense):
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         out = map_update(update, lambda _, t: sign_compress(t, scale=self.config.scale))
-        total = sum(t.numel() for t in update.params.values())
-        positive = sum(int((t >= 0).sum()) for t in update.params.values())
-        return out, {"positive_fraction": positive / total}
+        return out, {"positive_fraction": fraction(update.params, lambda t: t >= 0)}

@@ -36,33 +36,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense
-from gradinv.errors import ConfigError, ModelError, UpdateError
+from gradinv._checks import check_int, check_range
+from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense, with_params
+from gradinv.errors import ModelError, UpdateError
 from gradinv.fl.client import UpdateContext
-from gradinv.models.inspect import find_classifier
+from gradinv.models.inspect import linear_layer as defended_layer
 from gradinv.types import ModelUpdate
 
 __all__ = ["Soteria", "SoteriaConfig", "defended_layer", "soteria_mask", "soteria_scores"]
 
 logger = logging.getLogger(__name__)
-
-
-def defended_layer(model: nn.Module, layer: str | None = None) -> str:
-    """The module name of the defended ``nn.Linear`` (default: the classifier, the last one)."""
-    if layer is None:
-        weight, _ = find_classifier(model)
-        return weight[: -len(".weight")] if weight != "weight" else ""
-    try:
-        module = model.get_submodule(layer)
-    except AttributeError:
-        module = None
-    if not isinstance(module, nn.Linear):
-        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-        raise ConfigError(
-            f"Expected `layer` to name an nn.Linear layer of the model, but got {layer!r}. "
-            f"Linear layers: {', '.join(linears) or '(none)'}."
-        )
-    return layer
 
 
 def _representation(m: nn.Module, name: str, x: Tensor) -> Tensor:
@@ -141,10 +124,8 @@ class SoteriaConfig(DefenseConfig):
     chunk_size: int = 32
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.ratio) and 0 <= self.ratio <= 1):
-            raise ConfigError(f"Expected `ratio` (the fraction pruned) in [0, 1], but got {self.ratio}.")
-        if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
-            raise ConfigError(f"Expected `chunk_size` to be an int >= 1, but got {self.chunk_size!r}.")
+        check_range("ratio", self.ratio, low=0, high=1, what="the fraction pruned")
+        check_int("chunk_size", self.chunk_size)
 
 
 @register_defense
@@ -185,7 +166,7 @@ class Soteria(UpdateDefense):
         logger.debug(
             "soteria: pruned %d of %d representation elements of %s", int((~keep).sum()), keep.numel(), name
         )
-        return ModelUpdate(update.kind, params, dict(update.buffers)), {
+        return with_params(update, params), {
             "pruned_fraction": float((~keep).sum()) / keep.numel(),
             "features": float(keep.numel()),
         }

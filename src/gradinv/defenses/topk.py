@@ -16,7 +16,6 @@ tensor([ 0., -3.,  2.,  0.])
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -24,8 +23,9 @@ from typing import Literal
 import torch  # noqa: F401  (the doctest uses it)
 from torch import Tensor
 
-from gradinv.defenses._tensors import ceil_count, keep_largest
-from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense
+from gradinv._checks import check_choice, check_int, check_range
+from gradinv.defenses._tensors import ceil_count, fraction, keep_largest
+from gradinv.defenses.base import DefenseConfig, UpdateDefense, register_defense, with_params
 from gradinv.errors import ConfigError
 from gradinv.fl.client import UpdateContext
 from gradinv.types import ModelUpdate
@@ -71,14 +71,11 @@ class TopKConfig(DefenseConfig):
             )
         if self.k is None and self.ratio is None:
             object.__setattr__(self, "ratio", 0.1)
-        if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
-            raise ConfigError(f"Expected `k` to be an int >= 1, but got {self.k!r}.")
-        if self.ratio is not None and not (math.isfinite(self.ratio) and 0 < self.ratio <= 1):
-            raise ConfigError(
-                f"Expected `ratio` (the fraction of entries kept) in (0, 1], but got {self.ratio}."
-            )
-        if self.scope not in ("global", "tensor"):
-            raise ConfigError(f"Expected `scope` to be 'global' or 'tensor', but got {self.scope!r}.")
+        if self.k is not None:
+            check_int("k", self.k)
+        if self.ratio is not None:
+            check_range("ratio", self.ratio, low=0, high=1, low_open=True, what="the fraction kept")
+        check_choice("scope", self.scope, ("global", "tensor"))
 
 
 @register_defense
@@ -97,6 +94,4 @@ class TopK(UpdateDefense):
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         cfg = self.config
         params = keep_topk(update.params, k=cfg.k, ratio=cfg.ratio, scope=cfg.scope)
-        total = sum(t.numel() for t in params.values())
-        kept = sum(int((t != 0).sum()) for t in params.values())
-        return ModelUpdate(update.kind, params, dict(update.buffers)), {"kept_fraction": kept / total}
+        return with_params(update, params), {"kept_fraction": fraction(params, lambda t: t != 0)}

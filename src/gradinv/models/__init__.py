@@ -4,7 +4,8 @@
 ``convnet`` (Geiping et al. 2020), ``resnet18`` (CIFAR stem), ``resnet20``/``resnet32``/``resnet56``
 (CIFAR ResNets, loadable from the trained checkpoints in ``../shared/weights``), ``mlp`` and
 ``rgap-cnn6`` (R-GAP's six-layer CNN without pooling). Every model ends with an ``nn.Linear``
-classifier and outputs logits.
+classifier and outputs logits. Randomness never comes from a reseeded global RNG:
+:mod:`gradinv.models.seeding` (``seeded`` for construction, ``reseed`` for layers that sample).
 
 >>> sorted(MODELS)
 ['convnet', 'lenet', 'mlp', 'resnet18', 'resnet20', 'resnet32', 'resnet56', 'rgap-cnn6']
@@ -22,6 +23,7 @@ from gradinv.models.registry import (
     default_normalization,
     register_model,
 )
+from gradinv.models.seeding import SamplingModule, reseed, seeded
 
 # Importing the model modules registers them in MODELS (new modules are picked up automatically).
 from gradinv.models.convnet import ConvNet  # isort: skip
@@ -43,6 +45,7 @@ __all__ = [
     "ModelSpec",
     "ResNet18",
     "ResNetCIFAR",
+    "SamplingModule",
     "batchnorm_statistics",
     "build_model",
     "count_parameters",
@@ -52,5 +55,7 @@ __all__ = [
     "initialize",
     "load_checkpoint",
     "register_model",
+    "reseed",
     "save_checkpoint",
+    "seeded",
 ]

@@ -66,11 +66,33 @@ def _read(p: Path) -> object:
         raise _unreadable(p, err) from err
 
 
+def _file_kind(p: Path) -> str | None:
+    """Why the file cannot be a torch.save checkpoint, judged from its first bytes (None: it could be)."""
+    try:
+        with p.open("rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    if not head:
+        return "the file is empty (0 bytes)"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # zip (torch >= 1.6) or legacy pickle
+        return None
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a NumPy .npy file, not a torch.save file"
+    if head.startswith(b"PK"):
+        return None
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return f"it is a text file (it starts with {head.decode('ascii')!r})"
+    return f"it is not a torch.save file (it starts with bytes {head!r})"
+
+
 def _unreadable(p: Path, err: BaseException) -> ModelError:
-    reason = _first_line(err)
+    reason = _file_kind(p) or _first_line(err)
     if "weights only load failed" in reason.lower():
         detail = re.search(r"WeightsUnpickler error:\s*(.+?)\n\n", str(err), flags=re.S)
         reason = f"not a valid torch pickle ({detail.group(1).strip() if detail else 'unsupported content'})"
+    elif "central directory" in reason or "zip archive" in reason.lower():
+        reason = "the zip archive is incomplete, so the file is truncated or corrupted"
     return ModelError(
         f"Expected a PyTorch checkpoint written by torch.save at '{p}', but could not read it: {reason}. "
         "Check that the file is a complete torch.save file (not an .npz, a truncated download, or a "
@@ -121,6 +143,24 @@ def _listing(keys: list[str]) -> str:
     if not keys:
         return ""
     return f" ({', '.join(keys[:_SHOW])}{', ...' if len(keys) > _SHOW else ''})"
+
+
+def _check_finite(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], p: Path) -> None:
+    """Refuse NaN or infinite weights (a diverged or corrupted checkpoint), naming the tensors."""
+    bad: list[str] = []
+    for key, value in state.items():
+        if key not in expected or not (value.is_floating_point() or value.is_complex()):
+            continue
+        finite = torch.isfinite(value)
+        if not bool(finite.all()):
+            bad.append(f"{key!r} ({int((~finite).sum())} of {value.numel()} values)")
+    if bad:
+        raise ModelError(
+            f"Expected finite weights, but '{p}' has NaN or infinite values in {len(bad)} tensor"
+            f"{'s' if len(bad) > 1 else ''}: {', '.join(bad[:_SHOW])}{', ...' if len(bad) > _SHOW else ''}. "
+            "The checkpoint comes from a diverged training run or is corrupted: use an earlier "
+            "checkpoint, or re-train with a lower learning rate."
+        )
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -177,6 +217,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
             f"expected {details}. Build the model with the settings the checkpoint was trained with "
             "(num_classes, in_channels, image_size, width)."
         )
+    _check_finite(state, expected, p)
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=strict)
     logger.info("loaded %d tensors into %s from %s", len(state), arch, p)
     return model

@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from gradinv.errors import ConfigError
+from gradinv._checks import check_int
 from gradinv.models.registry import ModelSpec, image_too_small, register_model
 
 __all__ = ["ConvNet"]
@@ -45,8 +45,7 @@ class ConvNet(nn.Module):
         width: int = 64,
     ) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ConfigError(f"Expected `width` to be an int >= 1, but got {width!r}. The paper uses 64.")
+        check_int("width", width, fix="The paper uses 64.")
         h, w = (image_size[0] // 3) // 3, (image_size[1] // 3) // 3
         if h < 1 or w < 1:
             raise image_too_small("convnet", image_size, _MIN_SIZE, "two 3x3 max-pools leave no pixels")
@@ -83,5 +82,6 @@ register_model(
         default_normalization="cifar10",
         options=("width",),
         min_image_size=_MIN_SIZE,
+        min_image_reason="two 3x3 max-pools leave no pixels",
     )
 )

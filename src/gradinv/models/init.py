@@ -9,7 +9,8 @@
 * ``uniform`` — the initialisation of DLG (Zhu, Liu, Han, "Deep Leakage from Gradients",
   NeurIPS 2019): every weight and bias of convolution and linear layers ~ U(-0.5, 0.5).
 
-A ``generator`` makes the result reproducible without touching the global random state.
+A ``generator`` makes the result reproducible without touching the global random state
+(:func:`new_linear` builds an ``nn.Linear`` initialised from one).
 
 >>> from torch import nn
 >>> layer = initialize(nn.Linear(4, 2), "uniform", generator=torch.Generator().manual_seed(0))
@@ -19,18 +20,18 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 import torch
 from torch import nn
 
 from gradinv.errors import ConfigError, did_you_mean
+from gradinv.models.seeding import seeded
 
-__all__ = ["INIT_SCHEMES", "check_scheme", "initialize"]
+__all__ = ["INIT_SCHEMES", "check_scheme", "initialize", "new_linear", "reset_linear"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,29 +39,29 @@ _CONV = nn.modules.conv._ConvNd
 _NORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-@contextlib.contextmanager
-def _rng_from(generator: torch.Generator | None) -> Iterator[None]:
-    """Run a block on a CPU RNG seeded from ``generator`` (global state restored afterwards)."""
-    if generator is None:
-        yield
-        return
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-def _linear_default(m: nn.Linear, generator: torch.Generator | None) -> None:
-    """``nn.Linear.reset_parameters`` with an explicit generator."""
+def reset_linear(m: nn.Linear, generator: torch.Generator | None = None) -> nn.Linear:
+    """``nn.Linear.reset_parameters`` drawing from ``generator`` (the global RNG when ``None``)."""
     nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
     if m.bias is not None:
         fan_in = m.weight.shape[1]
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+    return m
+
+
+def new_linear(
+    in_features: int, out_features: int, *, bias: bool = True, generator: torch.Generator | None = None
+) -> nn.Linear:
+    """``nn.Linear(in_features, out_features)`` with PyTorch's default initialisation drawn from
+    ``generator``: the same weights as the constructor after ``torch.manual_seed`` with the
+    generator's seed, without touching the global RNG (``None``: drawn from the global RNG)."""
+    return reset_linear(nn.utils.skip_init(nn.Linear, in_features, out_features, bias=bias), generator)
 
 
 def _init_default(model: nn.Module, generator: torch.Generator | None) -> None:
-    with _rng_from(generator):
+    # reset_parameters() takes no generator: run it on a global RNG seeded from the generator
+    seed = None if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+    with seeded(seed):
         for m in model.modules():
             reset = getattr(m, "reset_parameters", None)
             if callable(reset):
@@ -74,7 +75,7 @@ def _init_kaiming(model: nn.Module, generator: torch.Generator | None) -> None:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            _linear_default(m, generator)
+            reset_linear(m, generator)
         elif isinstance(m, _NORM) and getattr(m, "weight", None) is not None:
             nn.init.ones_(m.weight)
             if m.bias is not None:

@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from gradinv.errors import ModelError
+from gradinv.errors import ConfigError, ModelError
 from gradinv.types import BNStatistics
 
-__all__ = ["batchnorm_statistics", "count_parameters", "find_classifier", "has_batchnorm"]
+__all__ = ["batchnorm_statistics", "count_parameters", "find_classifier", "has_batchnorm", "linear_layer"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,26 @@ def find_classifier(model: nn.Module) -> tuple[str, str | None]:
     linear = model.get_submodule(last)
     bias = f"{prefix}bias" if getattr(linear, "bias", None) is not None else None
     return f"{prefix}weight", bias
+
+
+def linear_layer(model: nn.Module, layer: str | None = None) -> str:
+    """The module name of the ``nn.Linear`` ``layer`` of ``model`` (default: the classifier, the last
+    one; ``""`` when ``model`` is itself that ``nn.Linear``); a :class:`ConfigError` listing the
+    linear layers when ``layer`` names no ``nn.Linear``."""
+    if layer is None:
+        weight, _ = find_classifier(model)
+        return weight[: -len(".weight")] if weight != "weight" else ""
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError:
+        module = None
+    if not isinstance(module, nn.Linear):
+        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise ConfigError(
+            f"Expected `layer` to name an nn.Linear layer of the model, but got {layer!r}. "
+            f"Linear layers: {', '.join(linears) or '(none)'}."
+        )
+    return layer
 
 
 def has_batchnorm(model: nn.Module) -> bool:

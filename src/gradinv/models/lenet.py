@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import math
 
-from torch import Tensor, nn
+from torch import nn
 
+from gradinv.models.base import BodyClassifier
 from gradinv.models.registry import ModelSpec, register_model
 
 __all__ = ["LeNet"]
 
 
-class LeNet(nn.Module):
+class LeNet(BodyClassifier):
     """DLG's LeNet: ``body`` (conv-sigmoid x3) -> ``flatten`` -> ``fc`` (logits)."""
 
     def __init__(
         self, *, num_classes: int, in_channels: int = 3, image_size: tuple[int, int] = (32, 32)
     ) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
+        body = nn.Sequential(
             nn.Conv2d(in_channels, 12, kernel_size=5, padding=2, stride=2),
             nn.Sigmoid(),
             nn.Conv2d(12, 12, kernel_size=5, padding=2, stride=2),
@@ -35,13 +35,8 @@ class LeNet(nn.Module):
             nn.Conv2d(12, 12, kernel_size=5, padding=2, stride=1),
             nn.Sigmoid(),
         )
-        self.flatten = nn.Flatten()
         h, w = image_size
-        self.fc = nn.Linear(12 * math.ceil(h / 4) * math.ceil(w / 4), num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.fc(self.flatten(self.body(x)))
-        return out
+        super().__init__(body, features=12 * math.ceil(h / 4) * math.ceil(w / 4), num_classes=num_classes)
 
 
 register_model(

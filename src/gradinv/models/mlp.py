@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from gradinv._checks import check_choice
 from gradinv.errors import ConfigError
 from gradinv.models.registry import ModelSpec, register_model
 
@@ -56,10 +57,7 @@ class MLP(nn.Module):
                 f"Expected `hidden` to be a list of layer widths (ints >= 1), but got {hidden!r}. "
                 "Use e.g. hidden = [256], or [] for logistic regression."
             )
-        if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"Expected `activation` to be one of {', '.join(ACTIVATIONS)}, but got {activation!r}."
-            )
+        check_choice("activation", activation, ACTIVATIONS)
         widths = [in_channels * image_size[0] * image_size[1], *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
         for fan_in, fan_out in itertools.pairwise(widths):

@@ -14,9 +14,8 @@ torch.Size([1, 10])
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradinv._checks import check_choice, check_int
 from gradinv.errors import ConfigError, ModelError, did_you_mean
 from gradinv.models.checkpoint import load_checkpoint
 from gradinv.models.init import INIT_SCHEMES, check_scheme, initialize
+from gradinv.models.seeding import seeded
 from gradinv.registry import Registry
 
 __all__ = [
@@ -51,7 +52,8 @@ class ModelSpec:
 
     ``builder(num_classes=..., in_channels=..., image_size=(H, W), **options)`` returns the module;
     ``options`` names the keyword options it accepts; ``min_image_size`` is the smallest side length
-    it supports (used in error messages)."""
+    it supports, found by training it on one image at each size (smaller sizes are refused by
+    :func:`build_model` before anything is built, with ``min_image_reason`` saying why)."""
 
     name: str
     builder: Callable[..., nn.Module]
@@ -62,18 +64,12 @@ class ModelSpec:
     options: tuple[str, ...] = ()
     pretrained: str = ""
     min_image_size: int = 1
+    min_image_reason: str = ""
 
     def __post_init__(self) -> None:
-        if self.default_init not in INIT_SCHEMES:
-            raise ConfigError(
-                f"Expected `default_init` of model {self.name!r} in {sorted(INIT_SCHEMES)}, "
-                f"but got {self.default_init!r}."
-            )
-        if self.default_normalization not in NORMALIZATIONS:
-            raise ConfigError(
-                f"Expected `default_normalization` of model {self.name!r} in {NORMALIZATIONS}, "
-                f"but got {self.default_normalization!r}."
-            )
+        fix = f"Fix the spec of model {self.name!r}."
+        check_choice("default_init", self.default_init, INIT_SCHEMES, fix=fix)
+        check_choice("default_normalization", self.default_normalization, NORMALIZATIONS, fix=fix)
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -95,12 +91,6 @@ def image_too_small(name: str, size: tuple[int, int], min_size: int, why: str) -
         f"Expected an image size that fits model {name!r} (at least {min_size}x{min_size}), "
         f"but got {size[0]}x{size[1]}: {why}. Use image_size = 32 (or any size >= {min_size})."
     )
-
-
-def _check_int(name: str, value: object, minimum: int, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"Expected `{name}` to be an int >= {minimum}, but got {value!r}. {fix}")
-    return value
 
 
 def _image_hw(image_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -127,16 +117,6 @@ def _check_options(spec: ModelSpec, options: dict[str, Any]) -> None:
     )
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def _check_fits(
     model: nn.Module, spec: ModelSpec, in_channels: int, size: tuple[int, int], classes: int
 ) -> None:
@@ -147,7 +127,7 @@ def _check_fits(
         model.eval()
         with torch.no_grad():
             out = model(x)
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:  # convolutions raise RuntimeError, BatchNorm ValueError
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise image_too_small(
             spec.name,
@@ -184,13 +164,17 @@ def build_model(
     """
     spec = MODELS.get(name)
     _check_options(spec, options)
-    _check_int("num_classes", num_classes, 2, "A classifier needs at least 2 classes.")
-    _check_int("in_channels", in_channels, 1, "Use 1 for grayscale or 3 for RGB images.")
+    check_int("num_classes", num_classes, minimum=2, fix="A classifier needs at least 2 classes.")
+    check_int("in_channels", in_channels, fix="Use 1 for grayscale or 3 for RGB images.")
     size = _image_hw(image_size)
+    if min(size) < spec.min_image_size:
+        raise image_too_small(
+            spec.name, size, spec.min_image_size, spec.min_image_reason or "smaller than the model supports"
+        )
     scheme = check_scheme(spec.default_init if init is None else init)
     if seed is not None:
-        _check_int("seed", seed, 0, "Use a non-negative int, or None for the global random state.")
-    with _seeded(seed):
+        check_int("seed", seed, minimum=0, fix="Use a non-negative int, or None for the global random state.")
+    with seeded(seed):  # layer constructors draw from the global RNG and take no generator
         model = spec.builder(num_classes=num_classes, in_channels=in_channels, image_size=size, **options)
         initialize(model, scheme)
     _check_fits(model, spec, in_channels, size, num_classes)

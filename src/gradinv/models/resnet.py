@@ -13,15 +13,18 @@ average pooling and a linear classifier. Module names follow torchvision (``conv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from gradinv.models.registry import ModelSpec, register_model
 
-__all__ = ["BasicBlock", "ResNet18"]
+__all__ = ["BasicBlock", "ResNet18", "ResidualBlock", "ResidualNet"]
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 conv + BN layers with a residual connection (projection when the shape changes)."""
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv + BN layers with a residual connection: ``relu(bn2(conv2(relu(bn1(conv1(x))))) +
+    shortcut(x))``; subclasses define the shortcut (:meth:`residual`)."""
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
@@ -30,6 +33,23 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU()
+
+    def residual(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        result: Tensor = self.relu(out + self.residual(x))
+        return result
+
+
+class BasicBlock(ResidualBlock):
+    """A :class:`ResidualBlock` whose shortcut is the identity, or a 1x1 conv + BN projection
+    (``downsample``) where the shape changes."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__(in_planes, planes, stride)
         self.downsample: nn.Module | None = None
         if stride != 1 or in_planes != planes:
             self.downsample = nn.Sequential(
@@ -37,39 +57,62 @@ class BasicBlock(nn.Module):
                 nn.BatchNorm2d(planes),
             )
 
+    def residual(self, x: Tensor) -> Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+
+class ResidualNet(nn.Module):
+    """``conv1`` (3x3, stride 1, as wide as the first stage) + ``bn1`` + ``relu``, then stages
+    ``layer1``, ``layer2``, … of ``block`` modules (``(planes, stride, blocks)`` each; the first block
+    of a stage has the stride), global average pooling (any image size), ``flatten`` and a linear
+    classifier named ``head``."""
+
+    def __init__(
+        self,
+        block: type[ResidualBlock],
+        stages: Sequence[tuple[int, int, int]],
+        *,
+        in_channels: int,
+        num_classes: int,
+        head: str,
+    ) -> None:
+        super().__init__()
+        width = stages[0][0]
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self._stages: list[str] = []
+        in_planes = width
+        for i, (planes, stride, blocks) in enumerate(stages, 1):
+            layers = [
+                block(in_planes, planes, stride),
+                *(block(planes, planes, 1) for _ in range(blocks - 1)),
+            ]
+            self._stages.append(f"layer{i}")
+            self.add_module(f"layer{i}", nn.Sequential(*layers))
+            in_planes = planes
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self._head = head
+        self.add_module(head, nn.Linear(in_planes, num_classes))
+
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        result: Tensor = self.relu(out + identity)
-        return result
+        for name in self._stages:
+            out = self.get_submodule(name)(out)
+        logits: Tensor = self.get_submodule(self._head)(self.flatten(self.avgpool(out)))
+        return logits
 
 
-class ResNet18(nn.Module):
-    """ResNet-18 with a CIFAR stem; works for any image size (global average pooling)."""
+class ResNet18(ResidualNet):
+    """ResNet-18 with a CIFAR stem; any image size from 9x9 (global average pooling; below 9 the last
+    stage is 1x1 and BatchNorm cannot train on a single image)."""
 
     def __init__(
         self, *, num_classes: int, in_channels: int = 3, image_size: tuple[int, int] = (32, 32)
     ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU()
-        stages = []
-        in_planes = 64
-        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            stages.append(nn.Sequential(BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes, 1)))
-            in_planes = planes
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(512, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        logits: Tensor = self.fc(self.flatten(self.avgpool(out)))
-        return logits
+        stages = ((64, 1, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+        super().__init__(BasicBlock, stages, in_channels=in_channels, num_classes=num_classes, head="fc")
 
 
 register_model(
@@ -80,5 +123,8 @@ register_model(
         paper='He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016',
         default_init="kaiming",
         default_normalization="cifar10",
+        min_image_size=9,
+        min_image_reason="its three stride-2 stages shrink smaller images to 1x1, where BatchNorm sees one "
+        "value per channel when a client trains on a single image",
     )
 )

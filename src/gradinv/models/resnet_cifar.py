@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from gradinv.errors import ConfigError
 from gradinv.models.registry import ModelSpec, register_model
+from gradinv.models.resnet import ResidualBlock, ResidualNet
 
 __all__ = ["CifarBasicBlock", "ResNetCIFAR", "ShortcutA"]
 
@@ -45,28 +46,21 @@ class ShortcutA(nn.Module):
         return f"stride={self.stride}, pad_channels={self.pad}"
 
 
-class CifarBasicBlock(nn.Module):
-    """Two 3x3 conv + BN layers; the residual goes through :class:`ShortcutA` when shapes change."""
+class CifarBasicBlock(ResidualBlock):
+    """A residual block whose shortcut goes through :class:`ShortcutA` when shapes change."""
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU()
+        super().__init__(in_planes, planes, stride)
         self.shortcut: nn.Module = (
             ShortcutA(in_planes, planes, stride) if stride != 1 or in_planes != planes else nn.Identity()
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        result: Tensor = self.relu(out + self.shortcut(x))
-        return result
+    def residual(self, x: Tensor) -> Tensor:
+        out: Tensor = self.shortcut(x)
+        return out
 
 
-class ResNetCIFAR(nn.Module):
+class ResNetCIFAR(ResidualNet):
     """CIFAR ResNet of ``depth = 6 n + 2`` layers (20, 32, 44, 56, 110, ...)."""
 
     def __init__(
@@ -77,30 +71,13 @@ class ResNetCIFAR(nn.Module):
         in_channels: int = 3,
         image_size: tuple[int, int] = (32, 32),
     ) -> None:
-        super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ConfigError(f"Expected a CIFAR ResNet depth 6n + 2 (20, 32, 56, ...), but got {depth}.")
         n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.relu = nn.ReLU()
-        stages = []
-        in_planes = 16
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = [CifarBasicBlock(in_planes, planes, stride)]
-            blocks += [CifarBasicBlock(planes, planes, 1) for _ in range(n - 1)]
-            stages.append(nn.Sequential(*blocks))
-            in_planes = planes
-        self.layer1, self.layer2, self.layer3 = stages
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.linear = nn.Linear(64, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        logits: Tensor = self.linear(self.flatten(self.avgpool(out)))
-        return logits
+        stages = ((16, 1, n), (32, 2, n), (64, 2, n))
+        super().__init__(
+            CifarBasicBlock, stages, in_channels=in_channels, num_classes=num_classes, head="linear"
+        )
 
 
 _PAPER = 'He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016'
@@ -120,5 +97,8 @@ for _depth, _params, _pretrained in (
             default_init="kaiming",
             default_normalization="imagenet",
             pretrained=_pretrained,
+            min_image_size=5,
+            min_image_reason="its two stride-2 stages shrink smaller images to 1x1, where BatchNorm sees "
+            "one value per channel when a client trains on a single image",
         )
     )

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import Tensor, nn
+from torch import nn
 
+from gradinv._checks import check_choice
 from gradinv.errors import ConfigError
+from gradinv.models.base import BodyClassifier
 from gradinv.models.registry import ModelSpec, register_model
 
 __all__ = ["CNN6_LAYERS", "RGAPCNN6"]
@@ -67,7 +69,7 @@ def _out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-class RGAPCNN6(nn.Module):
+class RGAPCNN6(BodyClassifier):
     """R-GAP's CNN6: ``body`` (6 x conv + activation) -> ``flatten`` -> ``fc`` (logits)."""
 
     def __init__(
@@ -79,12 +81,7 @@ class RGAPCNN6(nn.Module):
         activation: str = "leaky_relu",
         bias: bool = False,
     ) -> None:
-        super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ConfigError(
-                f"Expected `activation` to be one of {', '.join(_ACTIVATIONS)}, but got {activation!r}. "
-                "R-GAP's paper uses 'leaky_relu'."
-            )
+        check_choice("activation", activation, _ACTIVATIONS, fix="R-GAP's paper uses 'leaky_relu'.")
         if not isinstance(bias, bool):
             raise ConfigError(f"Expected `bias` to be true or false, but got {bias!r}.")
         layers: list[nn.Module] = []
@@ -96,13 +93,7 @@ class RGAPCNN6(nn.Module):
                 _ACTIVATIONS[activation](),
             ]
             cin, h, w = cout, _out(h, k, s, p), _out(w, k, s, p)
-        self.body = nn.Sequential(*layers)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(cin * h * w, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.fc(self.flatten(self.body(x)))
-        return out
+        super().__init__(nn.Sequential(*layers), features=cin * h * w, num_classes=num_classes)
 
 
 register_model(
