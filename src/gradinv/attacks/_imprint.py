@@ -1,14 +1,17 @@
-"""Shared maths of the attacks that plant a fully connected layer (Robbing the Fed, trap weights).
+"""Shared maths and attack machinery of the attacks that plant a fully connected layer (Robbing the
+Fed, trap weights).
 
 Both read inputs off the gradient of a linear layer ``y = W z + b`` followed by a gating activation:
 a row ``i`` reached by exactly one sample ``s`` has ``dL/dW_i = g_s z_s`` and ``dL/db_i = g_s``, so
 ``z_s = dL/dW_i / dL/db_i`` (Phong et al., IEEE TIFS 2018; Geiping et al., NeurIPS 2020, §4). This
 module holds the pieces both need: measurements expressed in the model's input space, bin edges
-(Gaussian or surrogate quantiles), conversion back to image space, and the exactness criterion used
-to count perfectly recovered images.
+(Gaussian or surrogate quantiles), conversion back to image space, the exactness criterion used
+to count perfectly recovered images, and :class:`ImprintAttack` (crafting prerequisites, surrogate
+images, packaging the extracted images).
 
-Exact recovery (the criterion of the issue and of Fowl et al.): PSNR >= 60 dB or a maximum absolute
-pixel error below 1/255, after one-to-one matching to the ground truth.
+Exact recovery (the criterion of Fowl et al.): PSNR >= 60 dB or a maximum absolute pixel error
+below 1/255, after the one-to-one matching that maximises exact matches — the definition of the
+``exact`` metric, from the same functions (:mod:`gradinv.metrics.functional.exact`).
 
 >>> truth = torch.rand(3, 1, 4, 4)
 >>> count_exact(torch.cat([truth[[2, 0]] + 1e-4, torch.rand(1, 1, 4, 4)]), truth).count
@@ -18,22 +21,29 @@ pixel error below 1/255, after one-to-one matching to the ground truth.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import ClassVar
 
 import numpy as np
 import torch
 from scipy.special import ndtr
 from torch import Tensor
 
-from gradinv.errors import ConfigError, DataError
-from gradinv.types import Normalization
+from gradinv.attacks.base import ACTIVE_NEEDED, UPDATES_NEEDED, Attack, ProgressFn
+from gradinv.errors import AttackRefused, ConfigError, DataError
+from gradinv.metrics.functional.exact import EXACT_MAX_ERROR, EXACT_PSNR, exact_matching, exact_matrix
+from gradinv.threat import Requirement
+from gradinv.types import AttackResult, CraftView, Normalization, Reconstruction
 
 __all__ = [
     "EXACT_MAX_ERROR",
     "EXACT_PSNR",
     "MEASUREMENTS",
     "ExactCount",
+    "ImprintAttack",
     "count_exact",
     "gaussian_edges",
     "input_measurement",
@@ -42,10 +52,6 @@ __all__ = [
     "to_images",
 ]
 
-#: PSNR (dB) at or above which a recovered image counts as exact.
-EXACT_PSNR = 60.0
-#: Maximum absolute pixel error below which a recovered image counts as exact.
-EXACT_MAX_ERROR = 1.0 / 255.0
 
 #: Linear image measurements: mean brightness of the whole image or of one half.
 MEASUREMENTS = ("brightness", "top", "bottom", "left", "right")
@@ -138,38 +144,99 @@ class ExactCount:
 def count_exact(reconstruction: Tensor, truth: Tensor) -> ExactCount:
     """The largest number of ground-truth images recovered exactly (PSNR >= 60 dB or maximum pixel
     error < 1/255, images in ``[0, 1]``) under a one-to-one assignment of reconstructions to truth
-    images; the remaining images are paired by minimum MSE (Hungarian) for the reported PSNR and
-    error. Unmatched truth images have PSNR ``-inf`` and error ``1``."""
+    images — the ``exact`` metric's definition and matching
+    (:mod:`gradinv.metrics.functional.exact`, shared so the two cannot drift); the remaining images
+    are paired by minimum MSE (Hungarian) for the reported PSNR and error. Unmatched truth images have
+    PSNR ``-inf`` and error ``1``."""
     from scipy.optimize import linear_sum_assignment
 
-    rec = reconstruction.detach().double().cpu().clamp(0, 1).flatten(1)
-    gt = truth.detach().double().cpu().flatten(1)
-    if reconstruction.shape[1:] != truth.shape[1:]:
-        raise DataError(
-            f"Expected reconstructions shaped like the truth {tuple(truth.shape[1:])}, "
-            f"but got {tuple(reconstruction.shape)}."
-        )
-    psnrs = [-math.inf] * len(gt)
-    errors = [1.0] * len(gt)
-    if not len(rec) or not len(gt):
-        return ExactCount(0, len(gt), tuple(psnrs), tuple(errors))
-    diff = (rec[:, None, :] - gt[None, :, :]).abs()  # (R, T, D)
-    mse = (diff**2).mean(dim=2)
-    max_err = diff.amax(dim=2)
-    with np.errstate(divide="ignore"):
-        psnr = torch.from_numpy(10 * np.log10(1.0 / mse.numpy()))
-    exact = (psnr >= EXACT_PSNR) | (max_err < EXACT_MAX_ERROR)
-    rows, cols = linear_sum_assignment(-exact.double().numpy())
-    pairs = [(r, c) for r, c in zip(rows.tolist(), cols.tolist()) if bool(exact[r, c])]
+    t = len(truth)
+    psnrs = [-math.inf] * t
+    errors = [1.0] * t
+    em = exact_matrix(reconstruction, truth)  # checks the shapes
+    if not len(reconstruction) or not t:
+        return ExactCount(0, t, tuple(psnrs), tuple(errors))
+    pairs = exact_matching(em.exact)
+    count = len(pairs)
     used_r, used_c = {r for r, _ in pairs}, {c for _, c in pairs}
-    rest_r = [r for r in range(len(rec)) if r not in used_r]
-    rest_c = [c for c in range(len(gt)) if c not in used_c]
+    rest_r = [r for r in range(len(reconstruction)) if r not in used_r]
+    rest_c = [c for c in range(t) if c not in used_c]
     if rest_r and rest_c:
-        sub = mse[rest_r][:, rest_c].numpy()
-        rr, cc = linear_sum_assignment(sub)
+        rr, cc = linear_sum_assignment(em.mse[rest_r][:, rest_c].numpy())
         pairs += [(rest_r[r], rest_c[c]) for r, c in zip(rr.tolist(), cc.tolist())]
     for r, c in pairs:
-        psnrs[c] = float(psnr[r, c])
-        errors[c] = float(max_err[r, c])
-    count = sum(1 for r, c in pairs if bool(exact[r, c]))
-    return ExactCount(count, len(gt), tuple(psnrs), tuple(errors))
+        psnrs[c] = float(em.psnr[r, c])
+        errors[c] = float(em.max_error[r, c])
+    return ExactCount(count, t, tuple(psnrs), tuple(errors))
+
+
+class ImprintAttack(Attack):
+    """Base of the active attacks that craft a fully connected layer and read the clients' inputs
+    off its gradient, in one step."""
+
+    family = "malicious-server"
+    active = True
+    base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED, ACTIVE_NEEDED)
+
+    def _craft_input(self, knowledge: CraftView) -> tuple[tuple[int, int, int], Normalization]:
+        """The input shape and normalisation the crafted layer is built for; refuses when the threat
+        model or the knowledge falls short."""
+        problems = self.check_threat(knowledge.threat)
+        if problems:
+            raise AttackRefused(" ".join(problems))
+        if knowledge.input_shape is None or knowledge.normalization is None:
+            raise AttackRefused(f"{self.title} needs the input shape and normalisation (basic knowledge).")
+        return knowledge.input_shape, knowledge.normalization
+
+    def _surrogate_images(
+        self, knowledge: CraftView, shape: tuple[int, int, int], *, option: str, instead: str
+    ) -> Tensor:
+        """The server's surrogate images at the client's ``shape`` (float64, in [0, 1]); at least two
+        are needed by ``option``, whose alternative is ``instead``."""
+        surrogate = knowledge.surrogate
+        if surrogate is None or len(surrogate) < 2:
+            raise AttackRefused(
+                f"{self.title} with {option} needs at least 2 surrogate images, but got "
+                f"{0 if surrogate is None else len(surrogate)}. Set [data] surrogate_images > 1 or use "
+                f"{instead}."
+            )
+        c, h, w = shape
+        images = surrogate.to_batch(image_size=h if h == w else None, channels=c).images.double()
+        if tuple(images.shape[1:]) != shape:
+            raise AttackRefused(
+                f"Expected surrogate images of shape {shape}, but got {tuple(images.shape[1:])}. "
+                "Use square images of the client's size."
+            )
+        return images
+
+    def _extracted(
+        self,
+        images: Tensor,
+        shape: tuple[int, int, int],
+        num_samples: int | None,
+        *,
+        notes: Sequence[str],
+        fewer: str,
+        more_notes: Sequence[str] = (),
+        start: float,
+        progress: ProgressFn | None,
+    ) -> AttackResult:
+        """The result of one extraction step: ``images`` padded with gray images up to the client's
+        batch size (when known; the note says there were ``fewer`` than samples), then ``notes``,
+        the padding note, ``more_notes`` and that labels are not recovered."""
+        missing = 0 if num_samples is None else num_samples - len(images)
+        padding: tuple[str, ...] = ()
+        if missing > 0:
+            images = torch.cat([images, torch.full((missing, *shape), 0.5)])
+            padding = (f"{missing} of {num_samples} outputs are gray fillers ({fewer} than samples)",)
+        seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(1, 1, 0.0)
+        return AttackResult(
+            attack=self.name,
+            reconstruction=Reconstruction(images=images.cpu()),
+            parameters=self.config.to_dict(),
+            iterations=1,
+            seconds=seconds,
+            notes=(*notes, *padding, *more_notes, "labels: not recovered"),
+        )

@@ -12,7 +12,8 @@ and the docs.
 
 from __future__ import annotations
 
-import logging
+import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ __all__ = [
     "register_attack",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: ``progress(step, total, best_loss)`` — called by long-running attacks; the CLI draws a bar.
 ProgressFn = Callable[[int, int, float], None]
@@ -53,7 +53,21 @@ LABELS_NEEDED = Requirement(Knowledge.LABELS, "the config asks for the true labe
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """Base class of attack configs (frozen dataclasses validated in ``__post_init__``)."""
+    """Base class of attack configs (frozen dataclasses validated in ``__post_init__``).
+
+    Every number of a config must be finite: ``inf`` or ``nan`` is refused here, when the config is
+    built, rather than turning into a NaN reconstruction later. Subclasses check their ranges in their
+    own ``__post_init__`` after calling this one."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(
+                        f"Expected `{f.name}` to be a finite number, but got {v}. "
+                        "Give a finite value; inf and nan are never valid attack options."
+                    )
 
     def to_dict(self) -> dict[str, Any]:
         return as_dict(self)

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gradinv.attacks._layers import layer_inputs
 from gradinv.attacks.base import UPDATES_NEEDED, Attack, AttackConfig, ProgressFn, register_attack
 from gradinv.attacks.regularizers import total_variation
 from gradinv.attacks.spear import LayerGradient, leaf_modules
@@ -106,6 +107,7 @@ class CocktailPartyConfig(AttackConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for key in ("fastica_iterations", "feature_iterations"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -354,12 +356,7 @@ def _target_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Linear]:
 
 
 def _layer_input(model: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
-    seen: list[Tensor] = []
-    handle = layer.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-    try:
-        model(x)
-    finally:
-        handle.remove()
+    seen = layer_inputs(model, layer, x)
     if len(seen) != 1:
         raise AttackRefused(
             f"Cocktail Party expects the attacked layer to run once per forward pass, not {len(seen)}."

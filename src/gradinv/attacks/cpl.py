@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
-from gradinv.attacks.dlg import _check_lbfgs, lbfgs_match
-from gradinv.attacks.gradients import Batching, Probe
-from gradinv.attacks.initialization import ImageInit, init_model_input
-from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
-from gradinv.attacks.optimization import MatchOutcome, OptimizationAttack, check_label_strategy
+from gradinv.attacks.base import ProgressFn, register_attack
+from gradinv.attacks.dlg import LBFGSConfig, lbfgs_optimiser
+from gradinv.attacks.gradients import Objective, Probe
+from gradinv.attacks.initialization import ImageInit
+from gradinv.attacks.objectives import GradientMatcher
+from gradinv.attacks.optimization import LabelledConfig, OptimizationAttack, Setup, matching_objective
 from gradinv.errors import ConfigError
 from gradinv.types import AttackerView, AttackResult
 
@@ -44,29 +44,15 @@ def label_regularizer(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class CPLConfig(AttackConfig):
+class CPLConfig(LBFGSConfig, LabelledConfig):
     """CPL settings: DLG's L-BFGS, patterned/geometric initialisation, label regulariser."""
 
-    iterations: int = 300
-    max_iter: int = 20
-    lr: float = 1.0
-    history_size: int = 100
-    restarts: int = 1
     init: ImageInit = "patterned"
     patch: int = 4
     label_reg: float = 1e-2
-    distance: DistanceName = "l2"
-    layer_weights: LayerWeights = "equal"
-    layers: LayerSpec = ()
-    sigma_scale: float = 1.0
-    labels: str = "auto"
-    batching: Batching = "auto"
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_lbfgs(self)
-        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
-        check_label_strategy(self.labels)
+        super().__post_init__()
         if self.patch < 1:
             raise ConfigError(
                 f"Expected `patch` >= 1 pixel, but got {self.patch}. CPL uses small patches (4)."
@@ -88,42 +74,30 @@ class CPL(OptimizationAttack):
     config_cls = CPLConfig
     config: CPLConfig
 
+    def _candidates(self, setup: Setup, count: int, device: torch.device) -> Tensor:
+        return self._image_candidates(setup, count, device, patch=self.config.patch)
+
+    def _objective(self, matcher: GradientMatcher, labels: Tensor) -> Objective:
+        reg = self.config.label_reg
+        if not reg:
+            return matching_objective(matcher, labels)
+
+        def objective(probe: Probe, xk: Tensor) -> Tensor:
+            grads, aux = probe.with_aux(xk, labels)
+            return matcher(grads) + reg * label_regularizer(aux.logits, labels)
+
+        return objective
+
     def _reconstruct(
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
     ) -> AttackResult:
         cfg = self.config
-        setup, labels, method, matcher, notes = self._prepare(view, device)
-        n, (c, h, w) = setup.num_samples, setup.input_shape
-        x = init_model_input(
-            cfg.init,
-            (cfg.restarts, n, c, h, w),
-            setup.normalization,
-            seed=cfg.seed,
-            device=device,
-            patch=cfg.patch,
-        )
-        reg = cfg.label_reg
-
-        def objective(probe: Probe, xk: Tensor) -> Tensor:
-            if not reg:
-                return matcher(probe(xk, labels))
-            grads, aux = probe.with_aux(xk, labels)
-            return matcher(grads) + reg * label_regularizer(aux.logits, labels)
-
-        out = lbfgs_match(setup, [x], objective, cfg, progress=progress)
-        images = setup.normalization.invert(out.tracker.best[0]).clamp(0, 1)
-        outcome = MatchOutcome(out.tracker, out.evaluations, out.seconds, out.interrupted, None)
-        return self._result(
-            setup=setup,
-            outcome=outcome,
-            images=images[out.tracker.best_index],
-            candidates=images,
-            labels=labels,
-            label_method=method,
-            notes=(
-                *notes,
-                f"labels: {method}",
-                f"init: {cfg.init}",
-                f"{cfg.iterations} L-BFGS steps requested",
-            ),
+        return self._match_labelled(
+            view,
+            device,
+            labels=cfg.labels,
+            restarts=cfg.restarts,
+            optimise=lbfgs_optimiser(cfg, progress),
+            objective=self._objective,
+            notes=(f"init: {cfg.init}", f"{cfg.iterations} L-BFGS steps requested"),
         )

@@ -24,78 +24,82 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
 
-from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
-from gradinv.attacks.gradients import Batching, CandidateEvaluator, Probe
-from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
+from gradinv.attacks.base import ProgressFn, register_attack
+from gradinv.attacks.gradients import Batching, CandidateEvaluator, Objective, Probe
+from gradinv.attacks.objectives import DistanceName
 from gradinv.attacks.optim import BatchedLBFGS
-from gradinv.attacks.optimization import BestTracker, Coupling, OptimizationAttack, Setup, init_candidates
-from gradinv.errors import ConfigError
-from gradinv.types import AttackerView, AttackResult, Reconstruction
+from gradinv.attacks.optimization import (
+    BestTracker,
+    Coupling,
+    MatchOutcome,
+    ObjectiveConfig,
+    OptimizationAttack,
+    Setup,
+    init_candidates,
+)
+from gradinv.types import AttackerView, AttackResult
 
-__all__ = ["DLG", "DLGConfig", "lbfgs_match"]
+__all__ = ["DLG", "DLGConfig", "LBFGSConfig", "LBFGSSettings", "lbfgs_match", "lbfgs_optimiser"]
 
 logger = logging.getLogger(__name__)
 
 
-def _check_lbfgs(cfg: Any) -> None:
-    for name in ("iterations", "max_iter", "restarts", "history_size"):
-        v = getattr(cfg, name)
-        if v < 1:
-            raise ConfigError(f"Expected `{name}` >= 1, but got {v}.")
-    if not cfg.lr > 0:
-        raise ConfigError(f"Expected `lr` > 0, but got {cfg.lr}.")
-
-
 @dataclass(frozen=True)
-class DLGConfig(AttackConfig):
-    """DLG settings; defaults follow the authors' code. ``distance``, ``layer_weights``, ``layers``
-    and ``sigma_scale`` are the objective options shared by every optimisation attack."""
+class LBFGSConfig(ObjectiveConfig):
+    """Options of the attacks built on DLG's L-BFGS (DLG, iDLG, CPL): ``iterations`` L-BFGS steps of
+    up to ``max_iter`` evaluations each, lr 1, no line search, as in the authors' code."""
 
     iterations: int = 300
-    max_iter: int = 20
     lr: float = 1.0
+    max_iter: int = 20
     history_size: int = 100
-    restarts: int = 4
-    init: Literal["randn", "rand"] = "randn"
+    restarts: int = 1
     distance: DistanceName = "l2"
-    layer_weights: LayerWeights = "equal"
-    layers: LayerSpec = ()
-    sigma_scale: float = 1.0
-    batching: Batching = "auto"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_lbfgs(self)
-        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
 
 
 @dataclass(frozen=True)
-class LBFGSOutcome:
-    tracker: BestTracker
-    evaluations: int
-    seconds: float
-    interrupted: bool
+class DLGConfig(LBFGSConfig):
+    """DLG settings; defaults follow the authors' code (4 restarts: see the module docstring)."""
+
+    restarts: int = 4
+    init: Literal["randn", "rand"] = "randn"
+
+
+class LBFGSSettings(Protocol):
+    """What :func:`lbfgs_match` reads from a config."""
+
+    @property
+    def iterations(self) -> int: ...
+    @property
+    def max_iter(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def history_size(self) -> int: ...
+    @property
+    def batching(self) -> Batching: ...
 
 
 def lbfgs_match(
     setup: Setup,
     variables: list[Tensor],
     objective: Callable[..., Tensor],
-    cfg: Any,
+    cfg: LBFGSSettings,
     *,
     progress: ProgressFn | None,
     coupling: Coupling | None = None,
-) -> LBFGSOutcome:
+) -> MatchOutcome:
     """Minimise ``objective`` over ``variables`` (each (K, ...)) with per-candidate L-BFGS.
 
     ``cfg`` provides ``iterations``, ``max_iter``, ``lr``, ``history_size`` and ``batching``.
     ``coupling`` (on the first variable; its iteration argument counts objective evaluations) adds
-    a closed-form term, as in :func:`gradinv.attacks.optimization.first_order_match`."""
+    a closed-form term, as in :func:`gradinv.attacks.optimization.first_order_match`. The outcome's
+    ``iterations`` counts objective evaluations."""
     k = variables[0].shape[0]
     shapes = [v.shape[1:] for v in variables]
     sizes = [math.prod(s) for s in shapes]
@@ -132,7 +136,18 @@ def lbfgs_match(
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("interrupted: returning the best reconstruction so far")
-    return LBFGSOutcome(tracker, opt.func_evals, time.perf_counter() - start, interrupted)
+    return MatchOutcome(tracker, opt.func_evals, time.perf_counter() - start, interrupted, None)
+
+
+def lbfgs_optimiser(
+    cfg: LBFGSSettings, progress: ProgressFn | None
+) -> Callable[[Setup, Tensor, Objective], MatchOutcome]:
+    """``optimise(setup, x, objective)``: :func:`lbfgs_match` over the images alone."""
+
+    def optimise(setup: Setup, x: Tensor, objective: Objective) -> MatchOutcome:
+        return lbfgs_match(setup, [x], objective, cfg, progress=progress)
+
+    return optimise
 
 
 @register_attack
@@ -151,10 +166,9 @@ class DLG(OptimizationAttack):
         cfg = self.config
         setup = self._setup(view, device)
         matcher, notes = self._matcher(setup)
-        n, (c, h, w) = setup.num_samples, setup.input_shape
-        k = cfg.restarts
-        x = init_candidates(cfg.init, (k, n, c, h, w), seed=cfg.seed, device=device)
-        y = init_candidates("randn", (k, n, setup.num_classes), seed=cfg.seed + 1, device=device)
+        x = self._candidates(setup, cfg.restarts, device)
+        shape = (cfg.restarts, setup.num_samples, setup.num_classes)
+        y = init_candidates("randn", shape, seed=cfg.seed + 1, device=device)
 
         def objective(probe: Probe, xk: Tensor, yk: Tensor) -> Tensor:
             return matcher(probe(xk, yk))
@@ -165,21 +179,12 @@ class DLG(OptimizationAttack):
             logger.warning("DLG found no finite objective value; returning the initialisation")
         x_best, y_best = out.tracker.best
         images = setup.normalization.invert(x_best).clamp(0, 1)
-        rec = Reconstruction(
-            images=images[best].cpu(),
-            labels=y_best[best].argmax(dim=-1).cpu(),  # one label per image slot
+        return self._result(
+            setup=setup,
+            outcome=out,
+            images=images[best],
+            candidates=images,
+            labels=y_best[best].argmax(dim=-1),  # one label per image slot
             label_method="dlg-joint",
-            candidates=images.cpu(),
-            candidate_losses=tuple(float(v) for v in out.tracker.best_loss),
-        )
-        return AttackResult(
-            attack=self.name,
-            reconstruction=rec,
-            parameters=cfg.to_dict(),
-            iterations=out.evaluations,
-            seconds=out.seconds,
-            interrupted=out.interrupted,
-            loss_history=tuple(out.tracker.history),
-            best_candidate=best,
-            notes=setup.notes + notes + (f"{cfg.iterations} L-BFGS steps requested",),
+            notes=(*notes, f"{cfg.iterations} L-BFGS steps requested"),
         )

@@ -66,6 +66,7 @@ class FCBiasConfig(AttackConfig):
     estimator: Estimator = "tls"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not (math.isfinite(self.tolerance) and self.tolerance > 0):
             raise ConfigError(f"Expected `tolerance` > 0, but got {self.tolerance}.")
         if not 0 <= self.min_bias_grad < 1:

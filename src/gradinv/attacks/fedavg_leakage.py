@@ -33,7 +33,6 @@ shared schedule.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -41,21 +40,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
+from gradinv.attacks.base import ProgressFn, register_attack
 from gradinv.attacks.dlg import lbfgs_match
-from gradinv.attacks.gradients import Batching, LocalTraining, Probe
+from gradinv.attacks.gradients import LocalTraining, Probe
 from gradinv.attacks.labels import resolve_labels
-from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
 from gradinv.attacks.optimization import (
-    FirstOrderOptions,
-    MatchOutcome,
+    FirstOrderConfig,
+    InitName,
     OptimizationAttack,
-    check_first_order,
-    check_label_strategy,
+    Schedule,
     first_order_match,
     init_candidates,
 )
-from gradinv.attacks.optimization import Schedule as _Schedule
 from gradinv.attacks.regularizers import epoch_agreement, epoch_matching, total_variation
 from gradinv.errors import ConfigError
 from gradinv.threat import Knowledge, Requirement
@@ -63,7 +59,6 @@ from gradinv.types import AttackerView, AttackResult, UpdateKind
 
 __all__ = ["FedAvgLeakage", "FedAvgLeakageConfig", "simulation_plan"]
 
-logger = logging.getLogger(__name__)
 
 TRAINING_NEEDED = Requirement(
     Knowledge.TRAINING_DETAILS,
@@ -74,15 +69,13 @@ Mode = Literal["strong", "weak", "none"]
 
 
 @dataclass(frozen=True)
-class FedAvgLeakageConfig(AttackConfig):
+class FedAvgLeakageConfig(FirstOrderConfig):
     """Settings; ``mode`` picks the server's simulation (strong / weak / none)."""
 
-    iterations: int = 1000
-    lr: float = 0.1
+    init: InitName = "randn"
     optimizer: Literal["adam", "lbfgs"] = "adam"
     max_iter: int = 20
     history_size: int = 100
-    restarts: int = 1
     mode: Mode = "strong"
     assumed_lr: float = 0.01
     assumed_epochs: int = 1
@@ -91,28 +84,11 @@ class FedAvgLeakageConfig(AttackConfig):
     epoch_prior: float = 1e-2
     label_assignment: Literal["auto", "fixed", "joint"] = "auto"
     count_prior: float = 0.1
-    tv: float = 1e-4
-    signed: bool = True
-    schedule: _Schedule = "multistep"
-    init: Literal["randn", "rand", "zeros", "half"] = "randn"
-    distance: DistanceName = "cosine"
-    layer_weights: LayerWeights = "equal"
-    layers: LayerSpec = ()
-    sigma_scale: float = 1.0
-    labels: str = "auto"
-    batching: Batching = "auto"
-    seed: int = 0
+    schedule: Schedule = "multistep"
 
     def __post_init__(self) -> None:
-        check_first_order(self)
-        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
-        check_label_strategy(self.labels)
+        super().__post_init__()
         LocalTraining(lr=self.assumed_lr, epochs=self.assumed_epochs, batch_size=self.assumed_batch_size)
-        if self.max_iter < 1 or self.history_size < 1:
-            raise ConfigError(
-                f"Expected `max_iter` and `history_size` >= 1, but got {self.max_iter} and "
-                f"{self.history_size}."
-            )
         if self.epoch_prior < 0 or self.count_prior < 0:
             raise ConfigError(
                 f"Expected `epoch_prior` and `count_prior` >= 0, but got {self.epoch_prior} and "
@@ -188,7 +164,7 @@ class FedAvgLeakage(OptimizationAttack):
         labels, method = resolve_labels(cfg.labels, view, base.target_dict)
         labels = labels.to(device)
         plan = simulation_plan(cfg, view)
-        n, (c, h, w) = base.num_samples, base.input_shape
+        n = base.num_samples
         if plan is None:
             setup = base
             sim_note = f"mode none: the update is matched as one gradient ({base.notes[0]})"
@@ -205,7 +181,7 @@ class FedAvgLeakage(OptimizationAttack):
         per_epoch = self._per_epoch(view, plan, n)
         joint = self._joint_labels(plan)
         k, classes = cfg.restarts, setup.num_classes
-        x = init_candidates(cfg.init, (k, n, c, h, w), seed=cfg.seed, device=device)
+        x = self._candidates(setup, k, device)
         epochs = plan.epochs if (plan is not None and per_epoch) else 0
         if epochs:  # every epoch's copy starts from the same dummy data
             x = x.unsqueeze(1).repeat(1, epochs, 1, 1, 1, 1).contiguous()
@@ -244,16 +220,9 @@ class FedAvgLeakage(OptimizationAttack):
             return torch.stack(losses), torch.stack(grads)
 
         if cfg.optimizer == "lbfgs":
-            lb = lbfgs_match(setup, [x, *extra], objective, cfg, progress=progress, coupling=coupling)
-            out = MatchOutcome(lb.tracker, lb.evaluations, lb.seconds, lb.interrupted, None)
+            out = lbfgs_match(setup, [x, *extra], objective, cfg, progress=progress, coupling=coupling)
         else:
-            opts = FirstOrderOptions(
-                iterations=cfg.iterations,
-                lr=cfg.lr,
-                signed=cfg.signed,
-                schedule=cfg.schedule,
-                batching=cfg.batching,
-            )
+            opts = cfg.first_order(schedule=cfg.schedule)
             out = first_order_match(
                 setup, x, objective, opts, extra=extra, coupling=coupling, progress=progress
             )

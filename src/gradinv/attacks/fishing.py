@@ -47,6 +47,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from gradinv.attacks._layers import layer_inputs
 from gradinv.attacks.base import (
     ACTIVE_NEEDED,
     BASIC_NEEDED,
@@ -56,6 +57,8 @@ from gradinv.attacks.base import (
     ProgressFn,
     register_attack,
 )
+from gradinv.attacks.inverting_gradients import InvertingGradients, InvertingGradientsConfig
+from gradinv.attacks.optimization import InitName
 from gradinv.errors import AttackRefused, ConfigError
 from gradinv.models.inspect import find_classifier
 from gradinv.threat import Knowledge, Requirement
@@ -87,29 +90,38 @@ class FishingConfig(AttackConfig):
     lr: float = 0.1
     tv: float = 1e-4
     restarts: int = 1
-    init: Literal["randn", "rand", "zeros", "half"] = "randn"
+    init: InitName = "randn"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.target_class < 0:
             raise ConfigError(f"Expected `target_class` >= 0, but got {self.target_class}.")
-        if not (math.isfinite(self.offset) and self.offset >= 50):
+        if not self.offset >= 50:
             raise ConfigError(
                 "Expected `offset` >= 50 (a logit margin that makes p_c vanish in float32), but got "
                 f"{self.offset}."
             )
-        if not (math.isfinite(self.magnitude) and self.magnitude > 0):
+        if not self.magnitude > 0:
             raise ConfigError(f"Expected `magnitude` > 0, but got {self.magnitude}.")
         if self.feature is not None and self.feature < 0:
             raise ConfigError(f"Expected `feature` >= 0, but got {self.feature}.")
         if self.quantile is not None and not 0 < self.quantile <= 1:
             raise ConfigError(f"Expected `quantile` in (0, 1], but got {self.quantile}.")
-        if self.iterations < 1 or self.restarts < 1:
-            raise ConfigError(
-                f"Expected `iterations` and `restarts` >= 1, but got {self.iterations} and {self.restarts}."
-            )
-        if not self.lr > 0 or self.tv < 0:
-            raise ConfigError(f"Expected `lr` > 0 and `tv` >= 0, but got {self.lr} and {self.tv}.")
+        self.inversion()  # validates the options of the Inverting Gradients run
+
+    def inversion(self) -> InvertingGradientsConfig:
+        """The config of the Inverting Gradients run on the isolated gradient (labels known: the
+        target class)."""
+        return InvertingGradientsConfig(
+            iterations=self.iterations,
+            lr=self.lr,
+            tv=self.tv,
+            restarts=self.restarts,
+            init=self.init,
+            seed=self.seed,
+            labels="known",
+        )
 
 
 @dataclass(frozen=True)
@@ -157,13 +169,7 @@ def class_fishing(model: nn.Module, target: int, *, offset: float) -> nn.Module:
 def _features(model: nn.Module, x: Tensor) -> Tensor:
     """The classifier's input for ``x`` (model in its current mode, no grad)."""
     _, layer = _classifier(model)
-    captured: list[Tensor] = []
-    handle = layer.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    return captured[0]
+    return layer_inputs(model, layer, x)[0]
 
 
 def locate_gate(model: nn.Module, feature: int, probe: Tensor) -> tuple[str, int]:
@@ -426,8 +432,6 @@ class Fishing(Attack):
     def _reconstruct(
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
     ) -> AttackResult:
-        from gradinv.attacks.base import create_attack
-
         cfg = self.config
         plan: FishingPlan = view.model._fishing_plan  # type: ignore[assignment]
         start = time.perf_counter()
@@ -481,17 +485,7 @@ class Fishing(Attack):
             training=view.training,
             label_counts=torch.tensor([batch, 0]),
         )
-        inner = create_attack(
-            "inverting-gradients",
-            iterations=cfg.iterations,
-            lr=cfg.lr,
-            tv=cfg.tv,
-            restarts=cfg.restarts,
-            init=cfg.init,
-            seed=cfg.seed,
-            labels="known",
-        )
-        result = inner.reconstruct(sub_view, progress=progress, device=device)
+        result = InvertingGradients(cfg.inversion()).reconstruct(sub_view, progress=progress, device=device)
         rec = result.reconstruction
         return AttackResult(
             attack=self.name,

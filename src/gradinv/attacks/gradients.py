@@ -21,8 +21,8 @@ it receives computes, differentiably in the candidate's variables:
 * K = 1: plain autograd (``torch.autograd.grad(..., create_graph=True)``), the fastest eager path;
 * K > 1: one call of ``torch.func.vmap(torch.func.grad_and_value(objective))`` over the candidate
   axis — every candidate keeps its own BatchNorm batch statistics and its own parameter gradient —
-  or, where that is measured to be slower (wide conv nets on CPU), the autograd path per candidate
-  (``batching = "auto"``).
+  or, for wide conv nets on a CPU (where vmap is slower), the autograd path per candidate
+  (``batching = "auto"``: a fixed rule, :func:`auto_batching`).
 
 In ``train`` mode the simulated model runs with BatchNorm running statistics removed
 (``torch.func.replace_all_batch_norm_modules_``): BN normalises with the candidate's batch
@@ -36,7 +36,6 @@ import contextlib
 import copy
 import logging
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -56,6 +55,7 @@ __all__ = [
     "GradientSimulator",
     "LocalTraining",
     "Probe",
+    "auto_batching",
     "evaluate_candidates",
 ]
 
@@ -327,20 +327,34 @@ def _autograd_one(probe: Probe, objective: Objective, vs: Sequence[Tensor]) -> t
     return (value.detach(), *(g.detach() for g in grads))
 
 
+#: a conv layer with at least this many weights makes a model "wide": its candidate evaluations are
+#: compute-bound on a CPU, where vmap does not beat the per-candidate loop (docs/attacks_optimization.md)
+WIDE_CONV_WEIGHTS = 32_768
+
+
+def auto_batching(model: nn.Module, device: torch.device) -> Literal["vmap", "loop"]:
+    """The ``batching = "auto"`` choice, a fixed rule so that a seed fixes the numbers: ``vmap`` on
+    accelerators and for small models; ``loop`` for wide conv nets on the CPU."""
+    if device.type != "cpu":
+        return "vmap"
+    wide = any(isinstance(m, nn.Conv2d) and m.weight.numel() >= WIDE_CONV_WEIGHTS for m in model.modules())
+    return "loop" if wide else "vmap"
+
+
 class CandidateEvaluator:
     """Objective values ``(K,)`` and gradients w.r.t. each variable for K independent candidates.
 
     ``batching``: ``vmap`` evaluates all candidates in one ``torch.func.vmap`` call; ``loop`` runs the
-    autograd path per candidate; ``auto`` times both on the first call and keeps the faster (on
-    CPUs, ``vmap`` wins for small models such as LeNet and loses for wide conv nets, whose cost is
-    compute-bound; on GPUs it wins broadly). K = 1 always uses plain autograd."""
+    autograd path per candidate; ``auto`` picks by :func:`auto_batching` (on CPUs ``vmap`` wins for
+    small models such as LeNet and loses for wide conv nets, whose cost is compute-bound; on GPUs it
+    wins broadly) — a rule, not a timing, so the same seed gives the same numbers. K = 1 always uses
+    plain autograd."""
 
     def __init__(self, sim: GradientSimulator, objective: Objective, *, batching: Batching = "auto") -> None:
         self.sim = sim
         self.objective = objective
         self.batching: Batching = batching
-        self.chosen: str | None = None if batching == "auto" else batching
-        self.timings: dict[str, float] = {}
+        self.chosen: str = auto_batching(sim.model, sim.device) if batching == "auto" else batching
         self._autograd = Probe(sim, functional=False)
         self._functional = Probe(sim, functional=True)
 
@@ -364,34 +378,14 @@ class CandidateEvaluator:
         gs, values = fn(*[v.detach() for v in variables])
         return values.detach(), tuple(g.detach() for g in gs)
 
-    def _calibrate(self, variables: Sequence[Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        self._vmap(variables)  # warm-up (first vmap call builds its batching rules)
-        t0 = time.perf_counter()
-        self._vmap(variables)
-        t1 = time.perf_counter()
-        out = self._loop(variables)
-        t2 = time.perf_counter()
-        self.timings = {"vmap": t1 - t0, "loop": t2 - t1}
-        self.chosen = "vmap" if t1 - t0 <= t2 - t1 else "loop"
-        logger.info(
-            "candidate batching: vmap %.3f s vs loop %.3f s for K=%d -> %s",
-            t1 - t0,
-            t2 - t1,
-            len(variables[0]),
-            self.chosen,
-        )
-        return out
-
     def __call__(self, variables: Sequence[Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         if variables[0].shape[0] == 1:
             value, *grads = _autograd_one(self._autograd, self.objective, [v[0] for v in variables])
             return value.reshape(1), tuple(g.unsqueeze(0) for g in grads)
-        if self.chosen is None:
-            return self._calibrate(variables)
         return self._vmap(variables) if self.chosen == "vmap" else self._loop(variables)
 
     def describe(self) -> dict[str, Any]:
-        return {"batching": self.batching, "chosen": self.chosen, "timings": dict(self.timings)}
+        return {"batching": self.batching, "chosen": self.chosen}
 
 
 def evaluate_candidates(

@@ -30,26 +30,23 @@ members are evaluated as batched candidates (:class:`~gradinv.attacks.gradients.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
-from gradinv.attacks.gradients import Batching, Probe
+from gradinv.attacks.base import ProgressFn, register_attack
+from gradinv.attacks.gradients import Probe
 from gradinv.attacks.labels import resolve_labels
-from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
 from gradinv.attacks.optimization import (
     FirstOrderOptions,
+    InitName,
+    LabelledConfig,
     OptimizationAttack,
-    check_first_order,
-    check_label_strategy,
+    Schedule,
     first_order_match,
-    init_candidates,
 )
-from gradinv.attacks.optimization import Schedule as _Schedule
 from gradinv.attacks.regularizers import bn_statistics_prior, group_consistency, l2_prior, total_variation
 from gradinv.errors import AttackRefused, ConfigError
 from gradinv.threat import Knowledge, Requirement
@@ -57,7 +54,6 @@ from gradinv.types import AttackerView, AttackResult
 
 __all__ = ["GradInversion", "GradInversionConfig"]
 
-logger = logging.getLogger(__name__)
 
 BN_NEEDED = Requirement(
     Knowledge.CLIENT_DATA_DISTRIBUTION,
@@ -66,11 +62,11 @@ BN_NEEDED = Requirement(
 
 
 @dataclass(frozen=True)
-class GradInversionConfig(AttackConfig):
+class GradInversionConfig(LabelledConfig):
     """GradInversion settings. ``group_size`` is the number G of parallel seeds (candidates)."""
 
     iterations: int = 2000
-    lr: float = 0.1
+    init: InitName = "randn"
     group_size: int = 4
     grad_weight: float = 1.0
     bn: float = 1e-2
@@ -79,20 +75,10 @@ class GradInversionConfig(AttackConfig):
     group: float = 1e-2
     group_start: float = 0.25
     signed: bool = True
-    schedule: _Schedule = "multistep"
-    init: Literal["randn", "rand", "zeros", "half"] = "randn"
-    distance: DistanceName = "cosine"
-    layer_weights: LayerWeights = "equal"
-    layers: LayerSpec = ()
-    sigma_scale: float = 1.0
-    labels: str = "auto"
-    batching: Batching = "auto"
-    seed: int = 0
+    schedule: Schedule = "multistep"
 
     def __post_init__(self) -> None:
-        check_first_order(self)
-        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
-        check_label_strategy(self.labels)
+        super().__post_init__()
         if self.group_size < 1:
             raise ConfigError(f"Expected `group_size` >= 1, but got {self.group_size}. The paper uses 4.")
         for name in ("grad_weight", "bn", "l2", "group"):
@@ -154,9 +140,8 @@ class GradInversion(OptimizationAttack):
                     f"({', '.join(sim_layers[:4])}...), but got them for "
                     f"{', '.join(s.layer for s in stats[:4])}.... Were they recorded on this model?"
                 )
-        n, (c, h, w) = setup.num_samples, setup.input_shape
         g = cfg.group_size
-        x = init_candidates(cfg.init, (g, n, c, h, w), seed=cfg.seed, device=device)
+        x = self._candidates(setup, g, device)
 
         def objective(probe: Probe, xk: Tensor) -> Tensor:
             if use_bn:

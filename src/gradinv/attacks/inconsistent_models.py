@@ -344,6 +344,7 @@ class InconsistentModelsConfig(AttackConfig):
     dead_bias: float = 1e4
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.dead_bias > 0:
             raise ConfigError(f"Expected `dead_bias` > 0, but got {self.dead_bias}.")
 

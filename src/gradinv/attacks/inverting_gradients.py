@@ -17,60 +17,28 @@ model when granted and are recovered from the gradient otherwise (``labels``).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
-from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
-from gradinv.attacks.gradients import Batching
-from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
-from gradinv.attacks.optimization import (
-    FirstOrderOptions,
-    OptimizationAttack,
-    check_first_order,
-    check_label_strategy,
-)
-from gradinv.types import AttackerView, AttackResult
+from gradinv.attacks.base import register_attack
+from gradinv.attacks.optimization import FirstOrderAttack, FirstOrderConfig, FirstOrderOptions, InitName
 
 __all__ = ["InvertingGradients", "InvertingGradientsConfig"]
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
-class InvertingGradientsConfig(AttackConfig):
-    """Defaults follow the authors' CIFAR-10 settings (inversefed: lr 0.1, TV 1e-4, 4800 steps).
-
-    ``distance``, ``layer_weights``, ``layers`` and ``sigma_scale`` are the objective options
-    shared by every optimisation attack (:mod:`gradinv.attacks.objectives`)."""
+class InvertingGradientsConfig(FirstOrderConfig):
+    """Defaults follow the authors' CIFAR-10 settings (inversefed: lr 0.1, TV 1e-4, 4800 steps)."""
 
     iterations: int = 4800
-    lr: float = 0.1
-    tv: float = 1e-4
-    restarts: int = 1
+    init: InitName = "randn"
     optimizer: Literal["adam", "sgd"] = "adam"
-    signed: bool = True
     boxed: bool = True
     lr_decay: bool = True
-    init: Literal["randn", "rand", "zeros", "half"] = "randn"
-    distance: DistanceName = "cosine"
-    layer_weights: LayerWeights = "equal"
-    layers: LayerSpec = ()
-    sigma_scale: float = 1.0
-    labels: str = "auto"
-    batching: Batching = "auto"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_first_order(self)
-        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
-        check_label_strategy(self.labels)
 
 
 @register_attack
-class InvertingGradients(OptimizationAttack):
+class InvertingGradients(FirstOrderAttack):
     """Cosine gradient matching with TV prior, signed Adam, box constraint and batched restarts."""
 
     name = "inverting-gradients"
@@ -79,17 +47,7 @@ class InvertingGradients(OptimizationAttack):
     config_cls = InvertingGradientsConfig
     config: InvertingGradientsConfig
 
-    def _reconstruct(
-        self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
-    ) -> AttackResult:
+    def _options(self) -> FirstOrderOptions:
         cfg = self.config
-        opts = FirstOrderOptions(
-            iterations=cfg.iterations,
-            lr=cfg.lr,
-            optimizer=cfg.optimizer,
-            signed=cfg.signed,
-            boxed=cfg.boxed,
-            schedule="multistep" if cfg.lr_decay else "none",
-            batching=cfg.batching,
-        )
-        return self._match_with_tv(view, device, opts, progress=progress)
+        schedule = "multistep" if cfg.lr_decay else "none"
+        return cfg.first_order(optimizer=cfg.optimizer, boxed=cfg.boxed, schedule=schedule)

@@ -2,6 +2,17 @@
 options, candidate initialisation, the first-order optimisation loop, best-so-far tracking, and
 Ctrl-C handling.
 
+Configs: :class:`ObjectiveConfig` holds the options every optimisation attack shares and validates
+them once; :class:`LabelledConfig` adds the label strategy of attacks that recover labels before
+matching, :class:`FirstOrderConfig` the restarts, TV weight and signed steps of the first-order
+attacks (Inverting Gradients and its relatives), :class:`~gradinv.attacks.dlg.LBFGSConfig` DLG's
+L-BFGS options. An attack's config subclasses them, redeclares the fields whose defaults differ and
+adds its own.
+
+Attacks: :class:`OptimizationAttack` holds the shared steps (setup, matcher, candidates, labels-first
+recipe :meth:`OptimizationAttack._match_labelled`, result); :class:`FirstOrderAttack` is Inverting
+Gradients' recipe, which its relatives reuse with other options.
+
 Target gradient (what the dummy data's gradient is matched against):
 
 * FedSGD: the shared gradient.
@@ -13,6 +24,7 @@ Target gradient (what the dummy data's gradient is matched against):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -23,10 +35,26 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from gradinv.attacks.base import BASIC_NEEDED, LABELS_NEEDED, UPDATES_NEEDED, Attack, ProgressFn
+from gradinv.attacks.base import (
+    BASIC_NEEDED,
+    LABELS_NEEDED,
+    UPDATES_NEEDED,
+    Attack,
+    AttackConfig,
+    ProgressFn,
+)
 from gradinv.attacks.gradients import Batching, CandidateEvaluator, GradientSimulator, Objective, Probe
+from gradinv.attacks.initialization import init_model_input
 from gradinv.attacks.labels import LABEL_METHODS, LABEL_STRATEGIES, resolve_labels
-from gradinv.attacks.objectives import GradientMatcher, build_matcher
+from gradinv.attacks.objectives import (
+    DistanceName,
+    GradientMatcher,
+    LayerSpec,
+    LayerWeights,
+    build_matcher,
+    check_objective_options,
+)
+from gradinv.attacks.regularizers import total_variation
 from gradinv.errors import AttackRefused, ConfigError
 from gradinv.threat import Requirement
 from gradinv.types import AttackerView, AttackResult, Normalization, Reconstruction, UpdateKind
@@ -34,16 +62,24 @@ from gradinv.types import AttackerView, AttackResult, Normalization, Reconstruct
 __all__ = [
     "BestTracker",
     "Coupling",
+    "FirstOrderAttack",
+    "FirstOrderConfig",
     "FirstOrderOptions",
+    "InitName",
+    "LabelledConfig",
     "MatchOutcome",
+    "ObjectiveConfig",
+    "ObjectiveFactory",
     "OptimizationAttack",
+    "Schedule",
     "Setup",
     "TargetGradient",
-    "check_first_order",
     "check_label_strategy",
     "first_order_match",
     "init_candidates",
+    "matching_objective",
     "target_gradient",
+    "tv_objective",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,6 +119,10 @@ def check_label_strategy(labels: str) -> None:
     if labels not in LABEL_STRATEGIES and labels not in LABEL_METHODS:
         valid = [*LABEL_STRATEGIES, *LABEL_METHODS.names()]
         raise ConfigError(f"Expected `labels` to be one of {', '.join(valid)}, but got {labels!r}.")
+
+
+#: The model-input-space initialisations of :func:`init_candidates`.
+InitName = Literal["randn", "rand", "zeros", "half"]
 
 
 def init_candidates(kind: str, shape: tuple[int, ...], *, seed: int, device: torch.device) -> Tensor:
@@ -131,17 +171,73 @@ class FirstOrderOptions:
     batching: Batching = "auto"
 
 
-def check_first_order(cfg: Any) -> None:
-    """Validate the first-order fields of an attack config (``iterations``, ``restarts``, ``lr``)."""
-    if cfg.iterations < 1 or getattr(cfg, "restarts", 1) < 1:
-        raise ConfigError(
-            f"Expected `iterations` and `restarts` >= 1, but got {cfg.iterations} and "
-            f"{getattr(cfg, 'restarts', 1)}."
-        )
-    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise ConfigError(f"Expected `lr` > 0, but got {cfg.lr}.")
-    if getattr(cfg, "tv", 0.0) < 0:
-        raise ConfigError(f"Expected `tv` >= 0, but got {cfg.tv}.")
+#: Counts (>= 1) and weights (>= 0) among the shared options, checked on every config declaring them.
+_COUNTS = ("iterations", "restarts", "max_iter", "history_size")
+_WEIGHTS = ("tv",)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig(AttackConfig):
+    """The options every optimisation attack shares, validated here once.
+
+    ``iterations`` and ``lr`` drive the optimiser; ``init`` and ``seed`` draw the initial dummy data
+    (each attack narrows ``init`` to the initialisations it supports); ``batching`` picks how
+    candidates are evaluated (:class:`~gradinv.attacks.gradients.CandidateEvaluator`);
+    ``distance``, ``layer_weights``, ``layers`` and ``sigma_scale`` define the gradient distance
+    (:mod:`gradinv.attacks.objectives`).
+
+    Validation: every number finite (:class:`~gradinv.attacks.base.AttackConfig`); ``lr`` > 0; the
+    counts ``iterations``, ``restarts``, ``max_iter`` and ``history_size`` >= 1 and ``tv`` >= 0
+    wherever a subclass declares them; the objective options; ``labels`` of a
+    :class:`LabelledConfig`. A subclass with options of its own checks them after calling this."""
+
+    iterations: int = 1000
+    lr: float = 0.1
+    init: str = "randn"
+    seed: int = 0
+    batching: Batching = "auto"
+    distance: DistanceName = "cosine"
+    layer_weights: LayerWeights = "equal"
+    layers: LayerSpec = ()
+    sigma_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        declared = {f.name for f in dataclasses.fields(self)}
+        for name in (n for n in _COUNTS if n in declared):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Expected `{name}` >= 1, but got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise ConfigError(f"Expected `lr` > 0, but got {self.lr}.")
+        for name in (n for n in _WEIGHTS if n in declared):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Expected `{name}` >= 0, but got {getattr(self, name)}.")
+        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
+        if isinstance(self, LabelledConfig):
+            check_label_strategy(self.labels)
+
+
+@dataclass(frozen=True)
+class LabelledConfig(ObjectiveConfig):
+    """Options of an attack that recovers the labels before matching (:mod:`gradinv.attacks.labels`;
+    ``known`` where the threat model grants them) instead of optimising them."""
+
+    labels: str = "auto"
+
+
+@dataclass(frozen=True)
+class FirstOrderConfig(LabelledConfig):
+    """Options of the first-order attacks that match ``restarts`` candidates with a TV prior
+    (``tv``) and (``signed``) Adam steps: Inverting Gradients and its relatives."""
+
+    restarts: int = 1
+    tv: float = 1e-4
+    signed: bool = True
+
+    def first_order(self, **changes: Any) -> FirstOrderOptions:
+        """The :class:`FirstOrderOptions` of this config, with ``changes``."""
+        opts = FirstOrderOptions(self.iterations, self.lr, signed=self.signed, batching=self.batching)
+        return dataclasses.replace(opts, **changes)
 
 
 def _milestones(iterations: int) -> list[int]:
@@ -228,7 +324,8 @@ def first_order_match(
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("interrupted after %d iterations: returning the best so far", done)
-    return MatchOutcome(tracker, done, time.perf_counter() - start, interrupted, evaluator.chosen)
+    batching = evaluator.chosen if len(x) > 1 else None  # one candidate: plain autograd, nothing batched
+    return MatchOutcome(tracker, done, time.perf_counter() - start, interrupted, batching)
 
 
 @dataclass
@@ -279,15 +376,43 @@ class Setup:
     notes: tuple[str, ...]
 
 
+#: ``factory(matcher, labels) -> objective``: an attack's objective for fixed labels.
+ObjectiveFactory = Callable[[GradientMatcher, Tensor], Objective]
+
+
+def matching_objective(matcher: GradientMatcher, labels: Tensor) -> Objective:
+    """The gradient distance alone: ``matcher(grad(x_k, labels))``."""
+
+    def objective(probe: Probe, xk: Tensor) -> Tensor:
+        return matcher(probe(xk, labels))
+
+    return objective
+
+
+def tv_objective(tv: float) -> ObjectiveFactory:
+    """The gradient distance plus ``tv`` times total variation (Geiping et al.)."""
+
+    def factory(matcher: GradientMatcher, labels: Tensor) -> Objective:
+        def objective(probe: Probe, xk: Tensor) -> Tensor:
+            value = matcher(probe(xk, labels))
+            return value + tv * total_variation(xk) if tv else value
+
+        return objective
+
+    return factory
+
+
 class OptimizationAttack(Attack):
     """Base class for attacks that optimise dummy data to match the observed gradient."""
 
     family = "optimization"
     base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED, BASIC_NEEDED)
+    config: ObjectiveConfig
 
     def requirements(self) -> tuple[Requirement, ...]:
-        extra = (LABELS_NEEDED,) if getattr(self.config, "labels", None) == "known" else ()
-        return self.base_requirements + extra
+        cfg = self.config
+        known = isinstance(cfg, LabelledConfig) and cfg.labels == "known"
+        return self.base_requirements + ((LABELS_NEEDED,) if known else ())
 
     def check_view(self, view: AttackerView) -> list[str]:
         if view.aggregated_over > 1:
@@ -338,14 +463,14 @@ class OptimizationAttack(Attack):
         return requested, ()
 
     def _prepare(
-        self, view: AttackerView, device: torch.device
+        self, view: AttackerView, device: torch.device, labels: str
     ) -> tuple[Setup, Tensor, str, GradientMatcher, tuple[str, ...]]:
-        """The common start of an attack: setup, labels (by the config's ``labels`` strategy) and
-        the method that gave them, and the gradient matcher with its notes."""
+        """The common start of an attack: setup, labels (by the strategy ``labels``) and the method
+        that gave them, and the gradient matcher with its notes."""
         setup = self._setup(view, device)
-        labels, method = resolve_labels(self.config.labels, view, setup.target_dict)  # type: ignore[attr-defined]
+        y, method = resolve_labels(labels, view, setup.target_dict)
         matcher, notes = self._matcher(setup)
-        return setup, labels.to(device), method, matcher, notes
+        return setup, y.to(device), method, matcher, notes
 
     def _matcher(
         self, setup: Setup, target: list[Tensor] | None = None, *, distance: str | None = None
@@ -353,54 +478,63 @@ class OptimizationAttack(Attack):
         """The gradient distance with the config's shared objective options (``distance``,
         ``layer_weights``, ``layers``, ``sigma_scale``) bound to the target."""
         cfg = self.config
-        dist, notes = self._distance_name(distance or cfg.distance, setup)  # type: ignore[attr-defined]
+        dist, notes = self._distance_name(distance or cfg.distance, setup)
         matcher = build_matcher(
             setup.sim.names,
             setup.target if target is None else target,
             distance=dist,
-            layer_weights=getattr(cfg, "layer_weights", "equal"),
-            layers=tuple(getattr(cfg, "layers", ())),
-            sigma_scale=getattr(cfg, "sigma_scale", 1.0),
+            layer_weights=cfg.layer_weights,
+            layers=tuple(cfg.layers),
+            sigma_scale=cfg.sigma_scale,
         )
         if len(matcher.indices) != len(setup.sim.names):
             notes = (*notes, f"matching {len(matcher.indices)} of {len(setup.sim.names)} parameter tensors")
         setup.sim.restrict(matcher.indices)  # only the matched layers' gradients are computed
         return matcher, notes
 
-    def _match_with_tv(
+    def _candidates(self, setup: Setup, count: int, device: torch.device) -> Tensor:
+        """``count`` initial candidates ``(count, N, C, H, W)`` in the model's input space, drawn by
+        the config's ``init`` from its ``seed`` (:func:`init_candidates`)."""
+        shape = (count, setup.num_samples, *setup.input_shape)
+        return init_candidates(self.config.init, shape, seed=self.config.seed, device=device)
+
+    def _image_candidates(
+        self, setup: Setup, count: int, device: torch.device, *, patch: int = 4, value: float = 0.5
+    ) -> Tensor:
+        """:meth:`_candidates` drawn in image space by an image initialisation (``init`` of
+        :mod:`gradinv.attacks.initialization`: constant ``value``, ``patch``-pixel patterns, ...)."""
+        shape = (count, setup.num_samples, *setup.input_shape)
+        cfg = self.config
+        norm = setup.normalization
+        return init_model_input(cfg.init, shape, norm, seed=cfg.seed, device=device, patch=patch, value=value)
+
+    def _match_labelled(
         self,
         view: AttackerView,
         device: torch.device,
-        opts: FirstOrderOptions,
         *,
-        progress: ProgressFn | None,
-        extra_notes: tuple[str, ...] = (),
+        labels: str,
+        restarts: int,
+        optimise: Callable[[Setup, Tensor, Objective], MatchOutcome],
+        objective: ObjectiveFactory | None = None,
+        notes: tuple[str, ...] = (),
     ) -> AttackResult:
-        """The gradient-matching recipe of Inverting Gradients and its relatives: candidates from the
-        config's ``init`` (``restarts`` of them), the config's distance plus ``tv`` times total
-        variation, minimised with ``opts``; the best candidate is the reconstruction."""
-        from gradinv.attacks.regularizers import total_variation
-
-        cfg = self.config
-        setup, labels, method, matcher, notes = self._prepare(view, device)
-        n, (c, h, w) = setup.num_samples, setup.input_shape
-        x = init_candidates(cfg.init, (cfg.restarts, n, c, h, w), seed=cfg.seed, device=device)  # type: ignore[attr-defined]
-        tv = cfg.tv  # type: ignore[attr-defined]
-
-        def objective(probe: Probe, xk: Tensor) -> Tensor:
-            value = matcher(probe(xk, labels))
-            return value + tv * total_variation(xk) if tv else value
-
-        out = first_order_match(setup, x, objective, opts, progress=progress)
+        """The recipe of the attacks that fix the labels first (iDLG, CPL, Inverting Gradients and
+        its relatives): labels by the strategy ``labels``, ``restarts`` candidates
+        (:meth:`_candidates`), ``objective(matcher, labels)`` (default: the gradient distance alone)
+        minimised by ``optimise(setup, x, objective)``; the best candidate is the reconstruction."""
+        setup, y, method, matcher, m_notes = self._prepare(view, device, labels)
+        x = self._candidates(setup, restarts, device)
+        out = optimise(setup, x, (objective or matching_objective)(matcher, y))
         images = setup.normalization.invert(out.tracker.best[0]).clamp(0, 1)
         return self._result(
             setup=setup,
             outcome=out,
             images=images[out.tracker.best_index],
             candidates=images,
-            labels=labels,
+            labels=y,
             label_method=method,
-            notes=(*notes, f"labels: {method}", *extra_notes),
+            notes=(*m_notes, f"labels: {method}", *notes),
         )
 
     def _result(
@@ -414,8 +548,8 @@ class OptimizationAttack(Attack):
         label_method: str,
         notes: tuple[str, ...],
     ) -> AttackResult:
-        """Package a first-order attack's outcome (``images`` (N, C, H, W), ``candidates`` (K, N, ...),
-        both in image space)."""
+        """Package an attack's outcome (``images`` (N, C, H, W), ``candidates`` (K, N, ...), both in
+        image space)."""
         tr = outcome.tracker
         rec = Reconstruction(
             images=images.detach().cpu(),
@@ -435,4 +569,37 @@ class OptimizationAttack(Attack):
             loss_history=tuple(tr.history),
             best_candidate=tr.best_index,
             notes=(*setup.notes, *notes, *batching),
+        )
+
+
+class FirstOrderAttack(OptimizationAttack):
+    """Inverting Gradients' recipe for a :class:`FirstOrderConfig` (:meth:`_match_labelled`): the
+    distance plus ``tv`` times total variation over ``restarts`` candidates, minimised by
+    :func:`first_order_match` with the options of :meth:`_options`. Inverting Gradients, mGAN-AI's
+    representatives and SAPAG differ only in those options, their initialisation and notes."""
+
+    config: FirstOrderConfig
+
+    def _options(self) -> FirstOrderOptions:
+        return self.config.first_order()
+
+    def _notes(self) -> tuple[str, ...]:
+        return ()
+
+    def _reconstruct(
+        self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
+    ) -> AttackResult:
+        cfg, opts = self.config, self._options()
+
+        def optimise(setup: Setup, x: Tensor, objective: Objective) -> MatchOutcome:
+            return first_order_match(setup, x, objective, opts, progress=progress)
+
+        return self._match_labelled(
+            view,
+            device,
+            labels=cfg.labels,
+            restarts=cfg.restarts,
+            optimise=optimise,
+            objective=tv_objective(cfg.tv),
+            notes=self._notes(),
         )

@@ -439,6 +439,7 @@ class RGAPConfig(AttackConfig):
     rcond: float = 1e-10
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 < self.rcond < 1:
             raise ConfigError(f"Expected `rcond` in (0, 1), but got {self.rcond!r}.")
 

@@ -23,50 +23,36 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
-from gradinv.attacks.gradients import Batching, Probe
-from gradinv.attacks.initialization import ImageInit, init_model_input
-from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
+from gradinv.attacks.base import register_attack
+from gradinv.attacks.initialization import ImageInit
+from gradinv.attacks.objectives import DistanceName
 from gradinv.attacks.optimization import (
+    FirstOrderAttack,
+    FirstOrderConfig,
     FirstOrderOptions,
-    OptimizationAttack,
-    check_first_order,
-    check_label_strategy,
-    first_order_match,
+    Schedule,
+    Setup,
 )
-from gradinv.attacks.optimization import Schedule as _Schedule
-from gradinv.attacks.regularizers import total_variation
 from gradinv.errors import ConfigError
-from gradinv.types import AttackerView, AttackResult
 
 __all__ = ["SAPAG", "SAPAGConfig"]
 
 
 @dataclass(frozen=True)
-class SAPAGConfig(AttackConfig):
+class SAPAGConfig(FirstOrderConfig):
     """SAPAG settings: Gaussian-kernel distance, constant initialisation, AdamW."""
 
     iterations: int = 2000
-    lr: float = 0.1
-    weight_decay: float = 1e-2
-    restarts: int = 1
     init: ImageInit = "constant"
-    init_value: float = 0.5
+    distance: DistanceName = "gaussian"
     tv: float = 0.0
     signed: bool = False
-    schedule: _Schedule = "multistep"
-    distance: DistanceName = "gaussian"
-    layer_weights: LayerWeights = "equal"
-    layers: LayerSpec = ()
-    sigma_scale: float = 1.0
-    labels: str = "auto"
-    batching: Batching = "auto"
-    seed: int = 0
+    weight_decay: float = 1e-2
+    init_value: float = 0.5
+    schedule: Schedule = "multistep"
 
     def __post_init__(self) -> None:
-        check_first_order(self)
-        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
-        check_label_strategy(self.labels)
+        super().__post_init__()
         if self.weight_decay < 0:
             raise ConfigError(f"Expected `weight_decay` >= 0, but got {self.weight_decay}.")
         if not 0 <= self.init_value <= 1:
@@ -74,7 +60,7 @@ class SAPAGConfig(AttackConfig):
 
 
 @register_attack
-class SAPAG(OptimizationAttack):
+class SAPAG(FirstOrderAttack):
     """Gaussian-kernel gradient matching with per-layer adaptive widths, AdamW, constant start."""
 
     name = "sapag"
@@ -86,46 +72,16 @@ class SAPAG(OptimizationAttack):
     config_cls = SAPAGConfig
     config: SAPAGConfig
 
-    def _reconstruct(
-        self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
-    ) -> AttackResult:
+    def _candidates(self, setup: Setup, count: int, device: torch.device) -> Tensor:
+        return self._image_candidates(setup, count, device, value=self.config.init_value)
+
+    def _options(self) -> FirstOrderOptions:
         cfg = self.config
-        setup, labels, method, matcher, notes = self._prepare(view, device)
-        n, (c, h, w) = setup.num_samples, setup.input_shape
-        x = init_model_input(
-            cfg.init,
-            (cfg.restarts, n, c, h, w),
-            setup.normalization,
-            seed=cfg.seed,
-            device=device,
-            value=cfg.init_value,
-        )
-        tv = cfg.tv
+        return cfg.first_order(optimizer="adamw", weight_decay=cfg.weight_decay, schedule=cfg.schedule)
 
-        def objective(probe: Probe, xk: Tensor) -> Tensor:
-            value = matcher(probe(xk, labels))
-            return value + tv * total_variation(xk) if tv else value
-
-        opts = FirstOrderOptions(
-            iterations=cfg.iterations,
-            lr=cfg.lr,
-            optimizer="adamw",
-            weight_decay=cfg.weight_decay,
-            signed=cfg.signed,
-            schedule=cfg.schedule,
-            batching=cfg.batching,
-        )
-        out = first_order_match(setup, x, objective, opts, progress=progress)
-        images = setup.normalization.invert(out.tracker.best[0]).clamp(0, 1)
-        extra = [f"labels: {method}", f"init: {cfg.init}"]
+    def _notes(self) -> tuple[str, ...]:
+        cfg = self.config
         if cfg.init == "constant" and cfg.restarts > 1:
-            extra.append("restarts from a constant image are identical; use another init to vary them")
-        return self._result(
-            setup=setup,
-            outcome=out,
-            images=images[out.tracker.best_index],
-            candidates=images,
-            labels=labels,
-            label_method=method,
-            notes=(*notes, *extra),
-        )
+            same = "restarts from a constant image are identical; use another init to vary them"
+            return (f"init: {cfg.init}", same)
+        return (f"init: {cfg.init}",)

@@ -263,6 +263,7 @@ class SpearConfig(AttackConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for key in ("max_samples", "chunk", "pool_size"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

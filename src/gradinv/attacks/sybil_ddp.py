@@ -65,6 +65,7 @@ class SybilDDPConfig(AttackConfig):
     inner_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.sybils is not None and self.sybils < 0:
             raise ConfigError(
                 f"Expected `sybils` >= 0 (or unset for all other clients), but got {self.sybils}."

@@ -13,9 +13,11 @@ the negative half by the factor ``1 / scale``. A neuron fired by exactly one sam
 (the linear-layer leakage of Phong et al., IEEE TIFS 2018).
 
 Extraction: every row with a non-zero bias gradient gives a candidate; candidates extracted
-identically from two or more rows are one sample each (mixtures of several samples differ from row
-to row, because each row weighs its samples differently), so they are reported first; single-row
-candidates inside the image range follow, up to the number of samples.
+identically from two or more rows are most likely one sample each (mixtures of several samples
+usually differ from row to row, because each row weighs its samples differently, but not always:
+on CIFAR-10 at B = 32 about a quarter of them were mixtures), so they are reported first; single-row
+candidates inside the image range follow, up to the number of samples. The note's counts are
+estimates; the ``exact`` metric counts exact recoveries against the ground truth.
 
 Implementation notes: the trap is built in image space and moved to the model's normalised input
 space (``W_z = W_x * std``, ``b_z = W_x . mean``), so the sign structure acts on raw pixels as in
@@ -39,18 +41,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gradinv.attacks._imprint import ExactCount, count_exact, to_images
-from gradinv.attacks.base import (
-    ACTIVE_NEEDED,
-    UPDATES_NEEDED,
-    Attack,
-    AttackConfig,
-    ProgressFn,
-    register_attack,
-)
+from gradinv.attacks._imprint import ExactCount, ImprintAttack, count_exact, to_images
+from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
 from gradinv.errors import AttackRefused, ConfigError
 from gradinv.threat import Knowledge, Requirement
-from gradinv.types import AttackerView, AttackResult, CraftView, Normalization, Reconstruction
+from gradinv.types import AttackerView, AttackResult, CraftView, Normalization
 
 __all__ = [
     "ExactCount",
@@ -84,6 +79,7 @@ class TrapWeightsConfig(AttackConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ConfigError(
                 f"Expected `scale` > 0, but got {self.scale}. The paper uses values just below 1."
@@ -225,20 +221,18 @@ def extract_rows(
 
 
 @register_attack
-class TrapWeights(Attack):
+class TrapWeights(ImprintAttack):
     """Trap-weight initialisation of the first Linear layer; inputs from rows fired by one sample."""
 
     name = "trap-weights"
     title = "Trap weights"
-    family = "malicious-server"
     paper = (
         "Boenisch, Dziedzic, Schuster, Shamsabadi, Shumailov, Papernot. When the Curious Abandon Honesty: "
         "Federated Learning Is Not Private. IEEE EuroS&P 2023"
     )
     config_cls = TrapWeightsConfig
     config: TrapWeightsConfig
-    active = True
-    base_requirements = (UPDATES_NEEDED, ACTIVE_NEEDED, SHAPE_NEEDED)
+    base_requirements = (*ImprintAttack.base_requirements, SHAPE_NEEDED)
 
     def requirements(self) -> tuple[Requirement, ...]:
         return self.base_requirements + ((SURROGATE_NEEDED,) if self.config.calibrate else ())
@@ -247,26 +241,13 @@ class TrapWeights(Attack):
         cfg = self.config
         if not cfg.calibrate:
             return cfg.scale
-        surrogate = knowledge.surrogate
-        if surrogate is None or len(surrogate) < 2:
-            raise AttackRefused(
-                f"{self.title} with calibrate = true needs at least 2 surrogate images; set [data] "
-                "surrogate_images > 1 or calibrate = false."
-            )
-        c, h, w = shape
-        images = surrogate.to_batch(image_size=h if h == w else None, channels=c).images.double().flatten(1)
-        if images.shape[1] != rows.shape[1]:
-            raise AttackRefused(f"Expected surrogate images of shape {shape}, but got another size.")
+        option, instead = "calibrate = true", "calibrate = false"
+        images = self._surrogate_images(knowledge, shape, option=option, instead=instead).flatten(1)
         rate = cfg.rate if cfg.rate is not None else 1.0 / max(1, knowledge.num_samples or 1)
         return calibrated_scales(rows, images, rate)
 
     def craft(self, knowledge: CraftView) -> tuple[nn.Module, ...]:
-        problems = self.check_threat(knowledge.threat)
-        if problems:
-            raise AttackRefused(" ".join(problems))
-        if knowledge.input_shape is None or knowledge.normalization is None:
-            raise AttackRefused(f"{self.title} needs the input shape and normalisation (basic knowledge).")
-        shape, norm = knowledge.input_shape, knowledge.normalization
+        shape, norm = self._craft_input(knowledge)
         model = copy.deepcopy(knowledge.model)
         name, layer = first_linear(model)
         if layer.in_features != shape[0] * shape[1] * shape[2]:
@@ -314,24 +295,13 @@ class TrapWeights(Attack):
             max_samples=n,
         )
         images = to_images(ext.inputs, shape, view.normalization)
-        recovered = len(images)
-        if n is not None and recovered < n:
-            images = torch.cat([images, torch.full((n - recovered, *shape), 0.5)])
         notes = [
             f"{ext.active_rows} of {layer.out_features} trapped neurons fired",
-            f"{ext.confirmed} images extracted identically by two or more neurons (one sample each); "
-            f"{ext.candidates - ext.confirmed} single-neuron candidates",
+            f"{ext.confirmed} candidates extracted identically by two or more neurons, "
+            f"{ext.candidates - ext.confirmed} by one (an estimate without ground truth, not a count of "
+            "exact recoveries: agreeing neurons suggest one sample, but a mixture of samples can agree "
+            "too; the `exact` metric measures the count)",
         ]
-        if n is not None and recovered < n:
-            notes.append(f"{n - recovered} of {n} outputs are gray fillers (fewer candidates than samples)")
-        notes.append("labels: not recovered")
-        if progress is not None:
-            progress(1, 1, 0.0)
-        return AttackResult(
-            attack=self.name,
-            reconstruction=Reconstruction(images=images.cpu()),
-            parameters=self.config.to_dict(),
-            iterations=1,
-            seconds=time.perf_counter() - start,
-            notes=tuple(notes),
+        return self._extracted(
+            images, shape, n, notes=notes, fewer="fewer candidates", start=start, progress=progress
         )

@@ -18,52 +18,33 @@ plain gradient descent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-import torch
-
-from gradinv.attacks.base import AttackConfig, ProgressFn, register_attack
-from gradinv.attacks.gradients import Batching
-from gradinv.attacks.objectives import DistanceName, LayerSpec, LayerWeights, check_objective_options
+from gradinv.attacks.base import register_attack
+from gradinv.attacks.objectives import DistanceName
 from gradinv.attacks.optimization import (
+    FirstOrderAttack,
+    FirstOrderConfig,
     FirstOrderOptions,
-    OptimizationAttack,
-    check_first_order,
-    check_label_strategy,
+    InitName,
+    Schedule,
 )
-from gradinv.attacks.optimization import Schedule as _Schedule
-from gradinv.types import AttackerView, AttackResult
 
 __all__ = ["WangRepresentatives", "WangRepresentativesConfig"]
 
 
 @dataclass(frozen=True)
-class WangRepresentativesConfig(AttackConfig):
+class WangRepresentativesConfig(FirstOrderConfig):
     """Settings of the representative-computation stage (L2 update matching + TV)."""
 
-    iterations: int = 1000
-    lr: float = 0.1
-    tv: float = 1e-2
-    restarts: int = 1
-    signed: bool = False
-    schedule: _Schedule = "multistep"
-    init: Literal["randn", "rand", "zeros", "half"] = "randn"
+    init: InitName = "randn"
     distance: DistanceName = "l2"
-    layer_weights: LayerWeights = "equal"
-    layers: LayerSpec = ()
-    sigma_scale: float = 1.0
-    labels: str = "auto"
-    batching: Batching = "auto"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_first_order(self)
-        check_objective_options(self.distance, self.layer_weights, self.layers, self.sigma_scale)
-        check_label_strategy(self.labels)
+    tv: float = 1e-2
+    signed: bool = False
+    schedule: Schedule = "multistep"
 
 
 @register_attack
-class WangRepresentatives(OptimizationAttack):
+class WangRepresentatives(FirstOrderAttack):
     """mGAN-AI's data representatives: L2 update matching with a TV prior (no GAN)."""
 
     name = "mgan-representatives"
@@ -75,21 +56,8 @@ class WangRepresentatives(OptimizationAttack):
     config_cls = WangRepresentativesConfig
     config: WangRepresentativesConfig
 
-    def _reconstruct(
-        self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device
-    ) -> AttackResult:
-        cfg = self.config
-        opts = FirstOrderOptions(
-            iterations=cfg.iterations,
-            lr=cfg.lr,
-            signed=cfg.signed,
-            schedule=cfg.schedule,
-            batching=cfg.batching,
-        )
-        return self._match_with_tv(
-            view,
-            device,
-            opts,
-            progress=progress,
-            extra_notes=("representatives only: mGAN-AI's GAN stage is not run",),
-        )
+    def _options(self) -> FirstOrderOptions:
+        return self.config.first_order(schedule=self.config.schedule)
+
+    def _notes(self) -> tuple[str, ...]:
+        return ("representatives only: mGAN-AI's GAN stage is not run",)
