@@ -53,6 +53,17 @@ def test_issue_example_parses(tmp_path, photos):
         ({"data": {"indices": 3}}, "`indices` in [data]"),
         ({"attack": {"name": "inverting-gradients", "labels": "guess"}}, "Expected `labels` to be one of"),
         ({"server": {"num_clients": 2, "victim": 2}}, "Expected `victim` in [0, 2)"),
+        ({"server": {"victim": -1}}, "Expected `victim` to be an int >= 0, but got -1"),
+        ({"server": {"images_per_client": 0}}, "Expected `images_per_client` to be an int >= 1, but got 0"),
+        ({"server": {"num_clients": 0}}, "Expected `num_clients` to be an int >= 1, but got 0"),
+        ({"model": {"num_classes": 0}}, "Expected `num_classes` to be an int >= 2 or unset"),
+        ({"model": {"num_classes": 1}}, "but got num_classes = 1"),
+        ({"model": {"seed": -2}}, "Expected `seed` to be an int >= 0, but got -2"),
+        ({"data": {"surrogate_images": -1}}, "Expected `surrogate_images` to be an int >= 0, but got -1"),
+        ({"data": {"seed": -1}}, "Expected `seed` to be an int >= 0, but got -1"),
+        ({"data": {"num_images": 0}}, "Expected `num_images` to be an int >= 1, but got 0"),
+        ({"data": {"indices": [0, -3]}}, "Expected `indices` to be an int >= 0, but got -3"),
+        ({"data": {"channels": 0}}, "Expected `channels` to be an int >= 1, but got 0"),
         ({"threat": {"model": "Q"}}, None),
     ],
 )
@@ -86,3 +97,20 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("[data\nsource=")
     with pytest.raises(ConfigError, match="valid TOML"):
         load_config(bad)
+
+
+def test_python_api_validates_like_the_file():
+    """The dataclasses check their ranges themselves (not only the TOML parser)."""
+    from gradinv.config import DataConfig, ModelConfig, ServerConfig
+
+    with pytest.raises(ConfigError, match="`num_classes`"):
+        ModelConfig(num_classes=0)
+    with pytest.raises(ConfigError, match="`surrogate_images`"):
+        DataConfig(surrogate_images=-5)
+    with pytest.raises(ConfigError, match="`images_per_client`"):
+        ServerConfig(images_per_client=0)
+    with pytest.raises(ConfigError, match="`seed`"):
+        DataConfig(seed=True)  # type: ignore[arg-type]
+    assert (
+        ModelConfig(num_classes=2).num_classes == 2 and DataConfig(surrogate_images=0).surrogate_images == 0
+    )

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gradinv._checks import check_choice, check_int
 from gradinv.errors import ConfigError, did_you_mean
+from gradinv.metrics.options import MetricsConfig  # lives with the metrics; re-exported for config users
 from gradinv.settings import as_dict, from_mapping
 from gradinv.types import TrainingConfig
 
@@ -74,12 +76,24 @@ class DataConfig:
     surrogate_images: int = 256
 
     def __post_init__(self) -> None:
-        if self.num_images is not None and self.num_images < 1:
-            raise ConfigError(f"Expected `num_images` >= 1, but got {self.num_images}.")
-        if self.image_size is not None and self.image_size < 1:
-            raise ConfigError(f"Expected `image_size` >= 1, but got {self.image_size}.")
-        if self.duplicates < 1:
-            raise ConfigError(f"Expected `duplicates` >= 1, but got {self.duplicates}.")
+        if self.num_images is not None:
+            check_int("num_images", self.num_images, minimum=1, fix="Leave it unset for every image.")
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, minimum=1)
+        if self.channels is not None:
+            check_int("channels", self.channels, minimum=1, fix="Use 1 (gray) or 3 (RGB).")
+        check_int("duplicates", self.duplicates, minimum=1)
+        check_int("seed", self.seed, minimum=0, fix="Use a non-negative seed.")
+        check_int(
+            "surrogate_images",
+            self.surrogate_images,
+            minimum=0,
+            fix="Use 0 for no surrogate data, or the number of surrogate images the attacker holds.",
+        )
+        check_choice("composition", self.composition, ("random", "unique", "duplicates"))
+        if self.indices is not None:
+            for i in self.indices:
+                check_int("indices", i, minimum=0, fix="Indices are rows of the data source, from 0.")
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,15 @@ class ModelConfig:
     seed: int = 0
     checkpoint: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.num_classes
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
+            raise ConfigError(
+                f"Expected `num_classes` to be an int >= 2 or unset, but got num_classes = {n!r}. Set "
+                "[model] num_classes to the number of classes, or leave it unset to take it from the data."
+            )
+        check_int("seed", self.seed, minimum=0, fix="Use a non-negative seed.")
 
 
 @dataclass(frozen=True)
@@ -107,8 +130,15 @@ class ServerConfig:
     aggregation_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.num_clients < 1:
-            raise ConfigError(f"Expected `num_clients` >= 1, but got {self.num_clients}.")
+        check_int("num_clients", self.num_clients, minimum=1)
+        check_int("victim", self.victim, minimum=0, fix="Client ids start at 0.")
+        if self.images_per_client is not None:
+            check_int(
+                "images_per_client",
+                self.images_per_client,
+                minimum=1,
+                fix="Leave it unset to give every client as many images as the victim.",
+            )
         if not 0 <= self.victim < self.num_clients:
             raise ConfigError(
                 f"Expected `victim` in [0, {self.num_clients}), but got {self.victim}. Client ids start at 0."
@@ -154,32 +184,6 @@ class DefenseSpec:
         from gradinv.defenses import create_defense
 
         return create_defense(self.name, **dict(self.params))
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """Scoring. ``lpips``: ``auto`` computes official LPIPS when its AlexNet weights are present and
-    reports it as unavailable (with the reason) otherwise; ``on`` makes missing weights an error.
-    ``stlpips`` likewise for ST-LPIPS (a different metric, always labelled ST-LPIPS).
-
-    ``leakage`` lists the BRR/WSRR variants (``lpips`` is the paper's test: PSNR > ``psnr_threshold``
-    and LPIPS < ``lpips_threshold``; ``stlpips`` and ``psnr`` are labelled variants). ``iip`` scores
-    image identifiability against up to ``iip_candidates`` other images of the data source;
-    ``rdlv`` scores the relative data leakage value against the ``rdlv_prior`` image."""
-
-    matching: Literal["mse", "psnr", "ssim"] = "mse"
-    lpips: Literal["auto", "on", "off"] = "auto"
-    stlpips: Literal["auto", "on", "off"] = "auto"
-    lpips_weights: str | None = None
-    stlpips_weights: str | None = None
-    leakage: tuple[str, ...] = ("lpips",)
-    psnr_threshold: float = 18.0
-    lpips_threshold: float = 0.1
-    iip: bool = False
-    iip_distance: Literal["mse", "lpips", "stlpips"] = "mse"
-    iip_candidates: int = 1000
-    rdlv: bool = False
-    rdlv_prior: Literal["mean", "gray"] = "mean"
 
 
 @dataclass(frozen=True)
@@ -269,16 +273,33 @@ def _defenses_section(items: Any) -> tuple[DefenseSpec, ...]:
     return tuple(specs)
 
 
+def check_sections(data: Mapping[str, Any], sections: Sequence[str], *, arrays: Sequence[str] = ()) -> None:
+    """Every top-level key of a config document is a known section; a section is a table, except
+    those in ``arrays`` (arrays of tables such as ``[[defenses]]``)."""
+    for section, value in data.items():
+        if section not in sections:
+            raise ConfigError(
+                f"Unknown section [{section}].{did_you_mean(section, sections)} "
+                f"Valid sections: {', '.join(f'[{s}]' for s in sections)}."
+            )
+        if section not in arrays and not isinstance(value, Mapping):
+            raise ConfigError(f"Expected [{section}] to be a table of keys, but got {value!r}.")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML document at ``path`` (a clear error for a missing file or invalid TOML)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Expected a TOML config file at {str(p)!r}, but there is none.")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"Expected valid TOML in {str(p)!r}, but parsing failed: {e}.") from None
+
+
 def parse_config(data: Mapping[str, Any]) -> ExperimentConfig:
     """Build an :class:`ExperimentConfig` from nested mappings (a parsed TOML document)."""
-    for section, value in data.items():
-        if section not in _ALL_SECTIONS:
-            raise ConfigError(
-                f"Unknown section [{section}].{did_you_mean(section, _ALL_SECTIONS)} "
-                f"Valid sections: {', '.join(f'[{s}]' for s in _ALL_SECTIONS)}."
-            )
-        if section != "defenses" and not isinstance(value, Mapping):
-            raise ConfigError(f"Expected [{section}] to be a table of keys, but got {value!r}.")
+    check_sections(data, _ALL_SECTIONS, arrays=("defenses",))
     kwargs: dict[str, Any] = {
         name: from_mapping(cls, data.get(name, {}), section=name) for name, cls in _SECTIONS.items()
     }
@@ -290,14 +311,7 @@ def parse_config(data: Mapping[str, Any]) -> ExperimentConfig:
 
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read and validate a TOML experiment file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"Expected a TOML config file at {str(p)!r}, but there is none.")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"Expected valid TOML in {str(p)!r}, but parsing failed: {e}.") from None
-    return parse_config(data)
+    return parse_config(read_toml(path))
 
 
 def to_nested(cfg: ExperimentConfig) -> dict[str, Any]:

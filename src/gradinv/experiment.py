@@ -1,18 +1,18 @@
 """The end-to-end data path of one experiment::
 
     config ─► Scenario (data, victim batch, other clients, model)
-           ─► run_round ─► GroundTruth ─► observe(truth, threat) ─► AttackerView
-           ─► Attack.reconstruct(view) ─► evaluate(reconstruction, truth) ─► ExperimentResult
+           ─► run_round(server) ─► GroundTruth
+           ─► attack_and_score: observe(truth, threat) ─► AttackerView ─► Attack.reconstruct(view)
+                                ─► evaluate(reconstruction, target) ─► ExperimentResult
 
-Only :func:`run_experiment` holds both the truth and the attack's output; the attack sees the view.
+The attack sees only the view; :mod:`gradinv.pipeline` holds the one attack-and-score stage.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,24 +24,25 @@ from gradinv.config import ExperimentConfig
 from gradinv.data import ImageDataset, check_labels, get_normalization, load_source, select_indices
 from gradinv.defenses import Defense, DefenseChain
 from gradinv.device import resolve_device
-from gradinv.errors import AttackRefused, ConfigError
-from gradinv.fl import AGGREGATORS, Aggregator, ClientHooks, run_round
-from gradinv.fl.secure_aggregation import SybilClient
-from gradinv.metrics.evaluate import Evaluation, evaluate
+from gradinv.errors import ConfigError
+from gradinv.fl import MaliciousServer, Server, simulate_round
+from gradinv.metrics.evaluate import Evaluation
 from gradinv.models import MODELS, build_model, count_parameters
-from gradinv.threat import Knowledge, ThreatModel, observe, observe_server
+from gradinv.pipeline import CheckedAttack, References, attack_and_score, check_attack
+from gradinv.threat import Knowledge, ThreatModel
 from gradinv.types import AttackerView, AttackResult, Batch, GroundTruth
 
 __all__ = [
+    "DryRun",
     "ExperimentResult",
     "Scenario",
     "build_scenario",
     "describe_view",
+    "dry_run",
     "run_experiment",
+    "server_for",
     "simulate",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,9 @@ def build_scenario(cfg: ExperimentConfig, *, device: torch.device | str = "cpu")
         **dict(cfg.model.options),
     ).to(dev)
     defenses = tuple(spec.build() for spec in cfg.defenses)
+    gen = torch.Generator().manual_seed(cfg.model.seed)  # their new layers come from the model's seed
     for d in defenses:  # model-stage defenses (e.g. PRECODE) change the model every party uses
-        model = d.transform_model(model).to(dev)
+        model = d.transform_model(model, generator=gen).to(dev)
     return Scenario(
         config=cfg,
         dataset=ds,
@@ -146,69 +148,47 @@ def _surrogate(sc: Scenario) -> ImageDataset | None:
     return rest.subset(np.sort(pick))
 
 
-def _aggregator(cfg: ExperimentConfig) -> Aggregator:
-    cls = AGGREGATORS.get(cfg.server.aggregation)
-    try:
-        return cls(**dict(cfg.server.aggregation_options))
-    except TypeError as e:
-        raise ConfigError(
-            f"Invalid `aggregation_options` for aggregation {cfg.server.aggregation!r}: {e}."
-        ) from None
+def server_for(
+    sc: Scenario,
+    *,
+    threat: ThreatModel | None = None,
+    attack: Attack | None = None,
+    surrogate: ImageDataset | None = None,
+) -> Server:
+    """The round's server: honest with the configured aggregation, or run by ``attack`` when it is
+    active (it crafts the models it sends under ``threat``; refused before any work when the threat
+    model does not allow it)."""
+    cfg = sc.config.server
+    if attack is not None and attack.active:
+        return MaliciousServer(
+            attack,
+            threat or sc.config.threat.resolve(),
+            num_classes=sc.num_classes,
+            aggregator=cfg.aggregation,
+            options=cfg.aggregation_options,
+            surrogate=surrogate,
+        )
+    return Server(cfg.aggregation, cfg.aggregation_options)
 
 
 def simulate(sc: Scenario, *, threat: ThreatModel | None = None, attack: Attack | None = None) -> GroundTruth:
-    """Run the FL round. An active ``attack`` first crafts the models the server sends (one per
-    client) from what ``threat`` lets the server know, and may name sybil clients it controls
-    (:meth:`Attack.sybil_clients`: they send zero updates and add no DP noise). Client-side defenses
-    run on every other client.
+    """Run the FL round through the server (:func:`server_for`): an active ``attack`` crafts the models
+    the server sends (one per client) from what ``threat`` lets the server know, and may name sybil
+    clients it controls. Client-side defenses run on every other client.
     The surrogate set is materialised only when the threat model grants it."""
     cfg = sc.config
     surrogate = _surrogate(sc) if threat is not None and threat.allows(Knowledge.SURROGATE_DATA) else None
-    client_models: tuple[nn.Module, ...] | None = None
-    sybils: frozenset[int] = frozenset()
-    if attack is not None and attack.active:
-        tm = threat or cfg.threat.resolve()
-        problems = attack.check_threat(tm)
-        if problems:
-            raise AttackRefused(" ".join(problems))
-        knowledge = observe_server(
-            sc.model,
-            tm,
-            batches=sc.batches,
-            training=cfg.training,
-            num_classes=sc.num_classes,
-            victim=cfg.server.victim,
-            surrogate=surrogate,
-        )
-        client_models = tuple(attack.craft(knowledge))
-        if len(client_models) != len(sc.batches):
-            raise AttackRefused(
-                f"{attack.title} crafted {len(client_models)} models for {len(sc.batches)} clients."
-            )
-        sybils = frozenset(attack.sybil_clients(knowledge))
-        if not sybils <= set(range(len(sc.batches))) - {cfg.server.victim}:
-            raise AttackRefused(
-                f"{attack.title} chose sybil clients {sorted(sybils)}, but expected ids among the "
-                f"{len(sc.batches)} clients other than the victim ({cfg.server.victim})."
-            )
-    hooks: list[ClientHooks] | None = None
-    if sc.defenses or sybils:  # sybils follow the server, not the protocol's client-side defenses
-        hooks = [
-            SybilClient() if k in sybils else (DefenseChain.of(sc.defenses) if sc.defenses else ClientHooks())
-            for k in range(len(sc.batches))
-        ]
-    rnd = run_round(
-        client_models or sc.model, sc.batches, cfg.training, aggregator=_aggregator(cfg), hooks=hooks
-    )
-    return GroundTruth(
-        model=sc.model,
-        batches=sc.batches,
-        training=cfg.training,
-        round=rnd,
+    server = server_for(sc, threat=threat, attack=attack, surrogate=surrogate)
+    hooks = [DefenseChain.of(sc.defenses) for _ in sc.batches] if sc.defenses else None
+    return simulate_round(
+        sc.model,
+        sc.batches,
+        cfg.training,
         num_classes=sc.num_classes,
+        server=server,
+        hooks=hooks,
         victim=cfg.server.victim,
         surrogate=surrogate,
-        client_models=client_models,
     )
 
 
@@ -230,27 +210,39 @@ def describe_view(view: AttackerView) -> dict[str, Any]:
     }
 
 
-def _reference_images(
-    sc: Scenario, target: Batch, cfg: ExperimentConfig
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _references(sc: Scenario, batch: Batch, cfg: ExperimentConfig) -> References | None:
     """IIP candidates (other images of the source, up to ``iip_candidates``, prepared like the
     batch) and the RDLV prior image, when the metrics config asks for them."""
     from gradinv.metrics import prior_image
 
     m = cfg.metrics
     if not (m.iip or m.rdlv):
-        return None, None
+        return None
     used = [i for idx in sc.client_indices for i in idx]
     rest = sc.dataset.exclude(used)
     rng = np.random.default_rng(cfg.data.seed + 11)
     take = np.sort(rng.choice(len(rest), size=min(m.iip_candidates, len(rest)), replace=False))
-    c, h, w = target.input_shape
+    c, h, w = batch.input_shape
     others = rest.to_batch(take, image_size=h if h == w else None, channels=c).images.cpu()
-    candidates = others if m.iip else None
-    prior = None
-    if m.rdlv:
-        prior = prior_image(m.rdlv_prior, images=others, shape=(c, h, w))
-    return candidates, prior
+    prior = prior_image(m.rdlv_prior, images=others, shape=(c, h, w)) if m.rdlv else None
+    return References(iip_candidates=others if m.iip else None, rdlv_prior=prior)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """A checked experiment that did not attack: the scenario and the attacker's view, checked."""
+
+    scenario: Scenario
+    checked: CheckedAttack
+
+
+def dry_run(cfg: ExperimentConfig) -> DryRun:
+    """Build the scenario on the CPU, run the round, observe it and check the attack; no attack runs."""
+    threat = cfg.threat.resolve()
+    attack = cfg.attack.build()
+    sc = build_scenario(cfg, device="cpu")
+    truth = simulate(sc, threat=threat, attack=attack)
+    return DryRun(sc, check_attack(truth, attack, threat))
 
 
 @dataclass(frozen=True)
@@ -274,9 +266,10 @@ def run_experiment(
     progress: ProgressFn | None = None,
     device: str | torch.device | None = None,
 ) -> ExperimentResult:
-    """Build the scenario, run the round, observe under the threat model, attack, and evaluate.
+    """Build the scenario, run the round, then the attack-and-score stage
+    (:func:`gradinv.pipeline.attack_and_score`).
 
-    The attack is checked against the threat model before anything expensive runs."""
+    An active attack is checked against the threat model before anything expensive runs."""
     dev = resolve_device(device or cfg.run.device)
     threat = cfg.threat.resolve()
     attack = cfg.attack.build()
@@ -285,32 +278,16 @@ def run_experiment(
     t1 = time.perf_counter()
     truth = simulate(sc, threat=threat, attack=attack)
     t2 = time.perf_counter()
-    view = observe(truth, threat)
-    problems = attack.check(view)
-    if problems:
-        raise AttackRefused(" ".join(problems))
-    t3 = time.perf_counter()
-    result = attack.reconstruct(view, progress=progress, device=dev)
-    t4 = time.perf_counter()
-    target = truth.batch if attack.target == "victim" else truth.observed_batch()
-    iip_candidates, rdlv_prior = _reference_images(sc, target, cfg)
-    ev = evaluate(
-        result.reconstruction,
-        target,
-        matching=cfg.metrics.matching,
-        lpips_mode=cfg.metrics.lpips,
-        stlpips_mode=cfg.metrics.stlpips,
-        lpips_weights=cfg.metrics.lpips_weights,
-        stlpips_weights=cfg.metrics.stlpips_weights,
+    scored = attack_and_score(
+        truth,
+        attack,
+        threat,
+        cfg.metrics,
+        references=_references(sc, truth.batch, cfg),
+        progress=progress,
         device=dev,
-        leakage=tuple(cfg.metrics.leakage),
-        psnr_threshold=cfg.metrics.psnr_threshold,
-        lpips_threshold=cfg.metrics.lpips_threshold,
-        iip_candidates=iip_candidates,
-        iip_distance=cfg.metrics.iip_distance,
-        rdlv_prior=rdlv_prior,
     )
-    t5 = time.perf_counter()
+    result = scored.result
     victim = truth.victim_update
     scenario = {
         "dataset": sc.dataset.name,
@@ -338,8 +315,8 @@ def run_experiment(
         "scenario_seconds": t1 - t0,
         "round_seconds": t2 - t1,
         "attack_seconds": result.seconds,
-        "attack_wall_seconds": t4 - t3,
-        "evaluation_seconds": t5 - t4,
+        "attack_wall_seconds": scored.seconds["attack"],
+        "evaluation_seconds": scored.seconds["evaluate"],
         "iterations": float(result.iterations),
         "seconds_per_iteration": result.seconds_per_iteration,
     }
@@ -347,10 +324,10 @@ def run_experiment(
         config=cfg,
         threat=threat,
         attack=attack,
-        truth=replace(target, images=target.images.cpu(), labels=target.labels.cpu()),
-        view=describe_view(view),
+        truth=scored.target,
+        view=describe_view(scored.view),
         result=result,
-        evaluation=ev,
+        evaluation=scored.evaluation,
         timing=timing,
         scenario=scenario,
     )

@@ -12,19 +12,17 @@ Images are always float tensors in ``[0, 1]`` image space, shape ``(N, C, H, W)`
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from gradinv.errors import ConfigError, DataError, UpdateError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from gradinv.data.dataset import ImageDataset
-    from gradinv.threat import ThreatModel
+from gradinv.threat_models import ThreatModel
 
 __all__ = [
     "AttackResult",
@@ -38,6 +36,7 @@ __all__ = [
     "Normalization",
     "Reconstruction",
     "RoundResult",
+    "SurrogateData",
     "TrainingConfig",
     "UpdateKind",
 ]
@@ -176,6 +175,19 @@ class Batch:
         )
 
 
+class SurrogateData(typing.Protocol):
+    """Surrogate data: images from the client's distribution that are not the client's own.
+
+    This is all an attack may use of them: how many there are, and the images as a :class:`Batch`
+    resized to the attacker's input size and channel count. :class:`gradinv.data.ImageDataset` is
+    one (the simulation's surrogate set); anything else with these two methods will do.
+    """
+
+    def __len__(self) -> int: ...
+
+    def to_batch(self, *, image_size: int | None = None, channels: int | None = None) -> Batch: ...
+
+
 # --------------------------------------------------------------------------------------------------
 # Client training
 # --------------------------------------------------------------------------------------------------
@@ -260,8 +272,10 @@ class UpdateKind(str, Enum):
 
 def _check_finite(tensors: Mapping[str, Tensor], what: str) -> None:
     for name, t in tensors.items():
-        if not torch.isfinite(t).all():
-            bad = int((~torch.isfinite(t)).sum())
+        if t.is_floating_point() and bool(torch.isfinite(t.sum())):  # fast path: one reduction
+            continue
+        bad = int((~torch.isfinite(t)).sum())  # exact (a finite sum may also just overflow)
+        if bad:
             raise UpdateError(
                 f"Expected finite values in the {what} of {name!r}, but got {bad} NaN/Inf entries. "
                 "The client's training diverged (lower `lr`) or the update was corrupted."
@@ -333,7 +347,8 @@ class RoundResult:
 
     ``server_received`` is what the server can read. With plain mean aggregation it is the clients'
     updates themselves (``reveals_individual`` is True); secure aggregation (a later server) hides
-    them and exposes only the aggregate."""
+    them and exposes only the aggregate. ``client_models`` holds the model each client received when
+    the server sent different clients different models (``None``: everyone got the global model)."""
 
     updates: tuple[ClientUpdate, ...]
     aggregate: ModelUpdate
@@ -341,6 +356,7 @@ class RoundResult:
     aggregation: str
     reveals_individual: bool
     server_received: tuple[ModelUpdate, ...] = ()
+    client_models: tuple[nn.Module, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -367,10 +383,12 @@ class GroundTruth:
     round: RoundResult
     num_classes: int
     victim: int = 0
-    surrogate: ImageDataset | None = None
+    surrogate: SurrogateData | None = None
     client_models: tuple[nn.Module, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.client_models is None and self.round.client_models is not None:
+            object.__setattr__(self, "client_models", self.round.client_models)
         if not 0 <= self.victim < len(self.batches):
             raise DataError(
                 f"Expected the victim to be a client id in [0, {len(self.batches)}), but got {self.victim}."
@@ -439,7 +457,7 @@ class AttackerView:
     class_names: tuple[str, ...] = ()
     normalization: Normalization | None = None
     training: TrainingConfig | None = None
-    surrogate: ImageDataset | None = None
+    surrogate: SurrogateData | None = None
     bn_statistics: tuple[BNStatistics, ...] | None = None
     label_counts: Tensor | None = None
 
@@ -481,7 +499,7 @@ class CraftView:
     num_classes: int | None = None
     normalization: Normalization | None = None
     training: TrainingConfig | None = None
-    surrogate: ImageDataset | None = None
+    surrogate: SurrogateData | None = None
 
 
 @dataclass(frozen=True)

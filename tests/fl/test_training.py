@@ -225,7 +225,7 @@ class _ZeroUpdate(Defense):
             update.kind, {k: torch.zeros_like(v) for k, v in update.params.items()}, update.buffers
         )
 
-    def transform_model(self, model):
+    def transform_model(self, model, *, generator=None):
         type(self).transforms += 1
         return model
 

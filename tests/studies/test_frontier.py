@@ -388,3 +388,72 @@ def test_metrics_the_frontier_cannot_compute_are_refused():
 
     with pytest.raises(ConfigError, match=r"without iip .*iip = true"):
         parse_frontier_config({"attack": {"name": "idlg"}, "metrics": {"iip": True}})
+
+
+# --------------------------------------------------------------------------------------------------
+# the frontier runs the one attack-and-score stage: active attacks and the attack's target
+# --------------------------------------------------------------------------------------------------
+
+ACTIVE = """
+[data]
+source = "digits"
+image_size = 8
+channels = 1
+train_images = 120
+test_images = 60
+[model]
+name = "mlp"
+hidden = [64]
+[training]
+protocol = "fedsgd"
+[fl]
+num_clients = 3
+rounds = 2
+clients_per_round = 2
+{fl_extra}
+[victim]
+round = 1
+num_images = {n}
+seed = 3
+[threat]
+model = "{threat}"
+[attack]
+{attack}
+[frontier]
+baseline = true
+"""
+
+
+def _active_record(**fmt: object) -> dict:
+    cfg = parse_frontier_config(_data(ACTIVE.format(**fmt)))
+    fdata = load_frontier_data(cfg)
+    record = frontier_mod.compute_point(cfg, cfg.points()[0], fdata, device="cpu")
+    attack = record["attacks"][0]
+    assert attack["status"] == "ok", attack.get("reason")
+    return {"attack": attack, "victim": fdata.victims[0]}
+
+
+def test_robbing_the_fed_under_threat_f_crafts_in_the_victim_round():
+    """An active attack runs the server of the victim's round: it crafts the imprint model (never
+    called by the old copy of the attack-and-score steps, which refused or mis-scored it)."""
+    got = _active_record(n=4, threat="F", attack='name = "robbing-the-fed"\nbins = 64', fl_extra="")
+    attack, victim = got["attack"], got["victim"]
+    assert attack["crafted_models"] is True
+    (run,) = attack["victims"]
+    assert sorted(run["true_labels"]) == sorted(victim.labels.tolist())  # scored against the victim
+    assert run["metrics"]["psnr"] > 30  # imprinted images come back (near) exactly
+
+
+def test_inconsistent_models_are_scored_against_the_victim_not_the_aggregate():
+    """Under secure aggregation the server observes every client's sum; an attack with
+    ``target = "victim"`` isolates the victim, so it must be scored on the victim's batch alone."""
+    got = _active_record(
+        n=1,
+        threat="H",
+        attack='name = "inconsistent-models"\ninner = "fc-bias"',
+        fl_extra='aggregation = "secure"\naggregation_options = { seed = 0 }',
+    )
+    attack, victim = got["attack"], got["victim"]
+    (run,) = attack["victims"]
+    assert run["true_labels"] == victim.labels.tolist() and len(run["per_image"]["psnr"]) == 1
+    assert run["metrics"]["psnr"] > 30

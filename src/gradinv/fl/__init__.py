@@ -11,7 +11,9 @@ from gradinv.fl.client import (
     local_update,
     sgd_step,
 )
-from gradinv.fl.rounds import apply_update, run_round
+from gradinv.fl.hooks import ClientDefense, DefenseChain
+from gradinv.fl.rounds import apply_update, run_round, simulate_round
+from gradinv.fl.server import MaliciousServer, RoundPlan, RoundSetup, Server, SybilClient, build_aggregator
 
 import sys as _sys  # isort: skip
 from gradinv._discovery import import_submodules as _import_submodules  # isort: skip
@@ -21,16 +23,25 @@ _import_submodules(_sys.modules[__name__])  # registers aggregators defined in o
 __all__ = [
     "AGGREGATORS",
     "Aggregator",
+    "ClientDefense",
     "ClientHooks",
+    "DefenseChain",
+    "MaliciousServer",
     "MeanAggregator",
+    "RoundPlan",
+    "RoundSetup",
+    "Server",
     "StepContext",
+    "SybilClient",
     "UpdateContext",
     "apply_update",
+    "build_aggregator",
     "client_loss",
     "fedavg_delta",
     "fedsgd_gradient",
     "local_update",
     "run_round",
     "sgd_step",
+    "simulate_round",
     "weighted_mean",
 ]

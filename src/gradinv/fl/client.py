@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradinv.errors import UpdateError
+from gradinv.models.seeding import reseed
 from gradinv.types import Batch, ClientUpdate, ModelUpdate, TrainingConfig, UpdateKind
 
 logger = logging.getLogger(__name__)
@@ -114,16 +115,24 @@ def _step_gradients(
             loss = client_loss(m(x), targets)
         return custom, float(loss)
     loss = client_loss(m(x), targets)
-    if not torch.isfinite(loss):
+    value = float(loss.detach())
+    if not math.isfinite(value):
         raise UpdateError(
-            f"Expected a finite training loss at local step {ctx.step + 1}, but got {float(loss.detach())}. "
+            f"Expected a finite training loss at local step {ctx.step + 1}, but got {value}. "
             f"The client's training diverged; lower `lr` (got {ctx.training.lr})."
         )
-    return list(torch.autograd.grad(loss, params)), float(loss.detach())
+    return list(torch.autograd.grad(loss, params)), value
+
+
+def _seed(training: TrainingConfig, client_id: int, salt: int) -> int:
+    return (training.seed or 0) * 1_000_003 + client_id + salt
 
 
 def _generator(training: TrainingConfig, client_id: int, salt: int) -> torch.Generator:
-    return torch.Generator().manual_seed((training.seed or 0) * 1_000_003 + client_id + salt)
+    return torch.Generator().manual_seed(_seed(training, client_id, salt))
+
+
+_SAMPLING_SALT = 29  # the seed of the client's copy's sampling layers (e.g. PRECODE's bottleneck)
 
 
 def fedsgd_gradient(
@@ -134,12 +143,17 @@ def fedsgd_gradient(
     hooks: ClientHooks | None = None,
     generator: torch.Generator | None = None,
     client_id: int = 0,
+    sampling_seed: int | None = None,
 ) -> tuple[dict[str, Tensor], float]:
-    """Gradient of the mean loss over ``batch`` at the model's weights (in ``mode``), and the loss."""
+    """Gradient of the mean loss over ``batch`` at the model's weights (in ``mode``), and the loss.
+
+    Sampling layers of the client's copy (:class:`~gradinv.models.seeding.SamplingModule`) are
+    reseeded with ``sampling_seed`` (default: derived from ``client_id``)."""
     m = _client_copy(model, mode)
     named = _trainable(m)
     params: list[Tensor] = [p for _, p in named]
     training = TrainingConfig(model_mode=mode)  # type: ignore[arg-type]
+    reseed(m, _seed(training, client_id, _SAMPLING_SALT) if sampling_seed is None else sampling_seed)
     ctx = StepContext(m, params, training, client_id, 0, batch.size, generator or torch.Generator())
     grads, loss = _step_gradients(m, params, batch.model_input(), batch.labels, hooks or ClientHooks(), ctx)
     return {n: g.detach() for (n, _), g in zip(named, grads)}, loss
@@ -157,6 +171,9 @@ def sgd_step(
     """One in-place SGD step with the semantics of ``torch.optim.SGD`` (no dampening, no Nesterov):
     ``d = g + wd * w``; ``v = d`` on the first step, else ``v = momentum * v + d``; ``w -= lr * v``."""
     with torch.no_grad():
+        if not (momentum or weight_decay):  # plain SGD: one multi-tensor step (bit-equal to the loop)
+            torch._foreach_sub_(list(params), torch._foreach_mul(list(grads), lr))
+            return
         for i, (p, g) in enumerate(zip(params, grads)):
             d = g + weight_decay * p if weight_decay else g
             if momentum:
@@ -185,8 +202,11 @@ def fedavg_delta(
     hooks: ClientHooks | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], int, float]:
-    """Run the client's local SGD; return (parameter deltas, buffer deltas, local steps, mean loss)."""
+    """Run the client's local SGD; return (parameter deltas, buffer deltas, local steps, mean loss).
+
+    Sampling layers of the client's copy are reseeded from the client's private seed."""
     m = _client_copy(model, training.model_mode)
+    reseed(m, _seed(training, client_id, _SAMPLING_SALT))
     named = _trainable(m)
     params: list[Tensor] = [p for _, p in named]
     start = {n: p.detach().clone() for n, p in named}
@@ -230,7 +250,9 @@ def local_update(
     """What the client shares after local training on ``batch`` under ``training``.
 
     ``hooks`` (client-side defenses) may transform the data of each step, replace the step's
-    gradient computation, and transform the finished update."""
+    gradient computation, and transform the finished update. The client's randomness comes from its
+    private seed (``training.seed`` and ``client_id``), never from torch's global RNG: one generator
+    for the hooks, another seed for the sampling layers of its model copy (e.g. PRECODE's)."""
     if batch.size == 0:
         raise UpdateError("Expected a client with at least one sample, but got an empty batch.")
     hooks = hooks or ClientHooks()
@@ -240,7 +262,13 @@ def local_update(
     hooks.start(ctx)
     if training.protocol == "fedsgd":
         grads, loss = fedsgd_gradient(
-            model, batch, mode=training.model_mode, hooks=hooks, generator=gen, client_id=client_id
+            model,
+            batch,
+            mode=training.model_mode,
+            hooks=hooks,
+            generator=gen,
+            client_id=client_id,
+            sampling_seed=_seed(training, client_id, _SAMPLING_SALT),
         )
         upd = ModelUpdate(UpdateKind.GRADIENT, grads)
     else:

@@ -58,7 +58,7 @@ import torch
 
 from gradinv.errors import ConfigError, UpdateError
 from gradinv.fl.aggregation import AGGREGATORS
-from gradinv.fl.client import ClientHooks, UpdateContext
+from gradinv.fl.server import SYBIL_INFO_KEY, SybilClient
 from gradinv.settings import as_dict, from_mapping
 from gradinv.types import ClientUpdate, ModelUpdate, UpdateKind
 
@@ -81,9 +81,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Ring = npt.NDArray[np.uint64]
-
-#: ``ClientUpdate.info`` key marking a client the server controls (it adds no DDP noise).
-SYBIL_INFO_KEY = "sybil"
 
 _P = 2**255 - 19  # prime modulus of the (toy) Diffie-Hellman group
 _G = 2
@@ -482,26 +479,3 @@ class SecureAggregator:
                 "secure aggregation: clients %s dropped; aggregate over %s", rnd.dropped, rnd.survivors
             )
         return aggregate, received
-
-
-# --------------------------------------------------------------------------------------------------
-# Server-controlled clients
-# --------------------------------------------------------------------------------------------------
-
-
-class SybilClient(ClientHooks):
-    """Client hooks of a device the server controls (a sybil; Boenisch et al., EuroS&P 2023).
-
-    It takes part in the protocol (its masks are needed for the others' to cancel) but sends an
-    update the server chose: zeros of the right kind and shape. It adds no distributed-DP noise
-    (:class:`SecureAggregator` reads ``info()["sybil"]``)."""
-
-    def on_update(self, update: ModelUpdate, ctx: UpdateContext) -> ModelUpdate:
-        return ModelUpdate(
-            update.kind,
-            {k: torch.zeros_like(v) for k, v in update.params.items()},
-            {k: torch.zeros_like(v) for k, v in update.buffers.items()},
-        )
-
-    def info(self) -> dict[str, float]:
-        return {SYBIL_INFO_KEY: 1.0}

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -51,15 +51,14 @@ from torch import nn
 from gradinv.data.partition import Partition, partition, sample_clients
 from gradinv.device import resolve_device
 from gradinv.errors import ConfigError, DataError
-from gradinv.fl.aggregation import AGGREGATORS, Aggregator
-from gradinv.fl.client import local_update
-from gradinv.fl.rounds import apply_update
+from gradinv.fl.aggregation import AGGREGATORS
+from gradinv.fl.hooks import ClientDefense, DefenseChain
+from gradinv.fl.rounds import apply_update, run_round
+from gradinv.fl.server import Server
 from gradinv.models.inspect import find_classifier
+from gradinv.models.seeding import reseed
 from gradinv.settings import as_dict
-from gradinv.types import Batch, ClientUpdate, GroundTruth, RoundResult, TrainingConfig
-
-if TYPE_CHECKING:  # pragma: no cover
-    from gradinv.defenses.base import Defense
+from gradinv.types import Batch, ClientUpdate, GroundTruth, TrainingConfig
 
 __all__ = [
     "EvalScore",
@@ -281,16 +280,6 @@ def evaluate_accuracy(model: nn.Module, batch: Batch, *, batch_size: int = 512) 
     return EvalScore(correct / batch.size, loss / batch.size, batch.size)
 
 
-def _aggregator(cfg: FederatedConfig) -> Aggregator:
-    cls = AGGREGATORS.get(cfg.aggregation)
-    try:
-        return cls(**dict(cfg.aggregation_options))
-    except TypeError as e:
-        raise ConfigError(
-            f"Invalid `aggregation_options` for aggregation {cfg.aggregation!r}: {e}."
-        ) from None
-
-
 def _mean_info(updates: Sequence[ClientUpdate]) -> dict[str, float]:
     keys = sorted({k for u in updates for k in u.info})
     out = {}
@@ -382,8 +371,9 @@ def train_federated(
     training: TrainingConfig,
     config: FederatedConfig,
     *,
-    defenses: Sequence[Defense] = (),
+    defenses: Sequence[ClientDefense] = (),
     victims: Sequence[VictimClient] = (),
+    server: Server | None = None,
     progress: Callable[[RoundLog], None] | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
@@ -392,10 +382,12 @@ def train_federated(
     """Train ``model`` with FedAvg for ``config.rounds`` rounds on ``train`` split across clients.
 
     ``defenses`` run on every client (model-stage ones transform ``model`` once first; the
-    caller's model is never modified). ``progress`` is called with each finished
+    caller's model is never modified). Every round runs through :func:`gradinv.fl.run_round` with
+    ``server`` (default: an honest :class:`~gradinv.fl.server.Server` with ``config.aggregation``);
+    a :class:`~gradinv.fl.server.MaliciousServer` acts in the rounds it was given, targeting the
+    first victim joining that round. ``progress`` is called with each finished
     :class:`RoundLog`. With ``checkpoint_dir`` the weights and a JSON history are written after every
     evaluated round; ``resume=True`` continues a run found there (same set-up required)."""
-    from gradinv.defenses.base import DefenseChain  # local: defense modules import gradinv.fl
 
     dev = resolve_device(device)
     for v in victims:
@@ -422,12 +414,11 @@ def train_federated(
     )
     clients = _client_batches(train, parts, dev)
     test_dev = test.to(dev) if test is not None else None
-    aggregator = _aggregator(config)
+    server = server if server is not None else Server(config.aggregation, config.aggregation_options)
     global_model = copy.deepcopy(model)  # the caller's model is never modified
-    with torch.random.fork_rng(devices=[]):  # new layers (e.g. PRECODE's) initialised from the seed
-        torch.manual_seed(config.seed)
-        for d in defenses:  # model-stage defenses (e.g. PRECODE) change the model every party uses
-            global_model = d.transform_model(global_model)
+    gen = torch.Generator().manual_seed(config.seed)  # new layers (e.g. PRECODE's) drawn from the seed
+    for d in defenses:  # model-stage defenses (e.g. PRECODE) change the model every party uses
+        global_model = d.transform_model(global_model, generator=gen)
     global_model = global_model.to(dev)
     fingerprint = _fingerprint(training, config, parts.sizes)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -444,77 +435,73 @@ def train_federated(
     num_classes = int(dict(global_model.named_parameters())[find_classifier(global_model)[0]].shape[0])
     truths: dict[int, GroundTruth] = {}
     start = time.perf_counter()
-    devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # the caller's global RNG state is restored after
-        for t in range(len(history), config.rounds):
-            t0 = time.perf_counter()
-            ids = [int(k) for k in config.participants(t)]
-            round_training = replace(training, seed=config.round_seed(training.seed, t))
-            torch.manual_seed(round_training.seed or 0)  # code on torch's global RNG (e.g. PRECODE)
-            batches = [clients[k] for k in ids]
-            joining = [i for i, v in enumerate(victims) if v.round == t]
-            positions: dict[int, int] = {}
-            for i in joining:
-                positions[i] = len(batches)
-                ids.append(victim_ids[i])
-                batches.append(victims[i].batch.to(dev))
-            updates = tuple(
-                local_update(global_model, b, round_training, client_id=k, hooks=DefenseChain.of(defenses))
-                for k, b in zip(ids, batches)
+    for t in range(len(history), config.rounds):
+        t0 = time.perf_counter()
+        ids = [int(k) for k in config.participants(t)]
+        round_training = replace(training, seed=config.round_seed(training.seed, t))
+        reseed(global_model, round_training.seed or 0)  # models that sample (PRECODE), e.g. in evaluation
+        batches = [clients[k] for k in ids]
+        joining = [i for i, v in enumerate(victims) if v.round == t]
+        positions: dict[int, int] = {}
+        for i in joining:
+            positions[i] = len(batches)
+            ids.append(victim_ids[i])
+            batches.append(victims[i].batch.to(dev))
+        rnd = run_round(
+            global_model,
+            batches,
+            round_training,
+            server=server,
+            hooks=[DefenseChain.of(defenses) for _ in batches],
+            victim=positions[joining[0]] if joining else 0,
+            round_index=t,
+            client_ids=ids,
+        )
+        updates, aggregate = rnd.updates, rnd.aggregate
+        for i in joining:
+            truths[i] = GroundTruth(
+                model=global_model,  # never modified: apply_update then returns a new model
+                batches=tuple(batches),
+                training=round_training,
+                round=rnd,
+                num_classes=num_classes,
+                victim=positions[i],
             )
-            aggregate, received = aggregator.aggregate(updates)
-            if joining:
-                rnd = RoundResult(
-                    updates=updates,
-                    aggregate=aggregate,
-                    total_samples=sum(u.num_samples for u in updates),
-                    aggregation=aggregator.name,
-                    reveals_individual=aggregator.reveals_individual,
-                    server_received=received,
-                )
-                for i in joining:
-                    truths[i] = GroundTruth(
-                        model=global_model,  # never modified: apply_update returns a new model
-                        batches=tuple(batches),
-                        training=round_training,
-                        round=rnd,
-                        num_classes=num_classes,
-                        victim=positions[i],
-                    )
-            global_model = apply_update(global_model, aggregate, server_lr=config.server_lr)
-            n = sum(u.num_samples for u in updates)
-            train_loss = sum(u.train_loss * u.num_samples for u in updates) / n
-            acc, loss = math.nan, math.nan
-            boundary = (t + 1) % config.eval_every == 0 or t + 1 == config.rounds
-            evaluate_now = test_dev is not None and boundary
-            if test_dev is not None and boundary:
-                score = evaluate_accuracy(global_model, test_dev, batch_size=config.eval_batch_size)
-                acc, loss = score.accuracy, score.loss
-            log = RoundLog(
-                round=t,
-                rounds=config.rounds,
-                clients=tuple(ids),
-                num_samples=n,
-                train_loss=train_loss,
-                test_accuracy=acc,
-                test_loss=loss,
-                seconds=time.perf_counter() - t0,
-                info=_mean_info(updates),
-            )
-            history.append(log)
-            logger.info(
-                "round %d/%d: %d clients, train loss %.4f, test accuracy %s",
-                t + 1,
-                config.rounds,
-                len(ids),
-                train_loss,
-                f"{acc:.4f}" if evaluate_now else "-",
-            )
-            if ckpt is not None and boundary:
-                keep = config.checkpoint_every > 0 and (t + 1) % config.checkpoint_every == 0
-                _write_checkpoint(ckpt, global_model, history, fingerprint, keep)
-            if progress is not None:
-                progress(log)
+        # a victim's ground truth keeps this round's model; otherwise nothing else holds it
+        global_model = apply_update(global_model, aggregate, server_lr=config.server_lr, inplace=not joining)
+        n = sum(u.num_samples for u in updates)
+        train_loss = sum(u.train_loss * u.num_samples for u in updates) / n
+        acc, loss = math.nan, math.nan
+        boundary = (t + 1) % config.eval_every == 0 or t + 1 == config.rounds
+        evaluate_now = test_dev is not None and boundary
+        if test_dev is not None and boundary:
+            score = evaluate_accuracy(global_model, test_dev, batch_size=config.eval_batch_size)
+            acc, loss = score.accuracy, score.loss
+        log = RoundLog(
+            round=t,
+            rounds=config.rounds,
+            clients=tuple(ids),
+            num_samples=n,
+            train_loss=train_loss,
+            test_accuracy=acc,
+            test_loss=loss,
+            seconds=time.perf_counter() - t0,
+            info=_mean_info(updates),
+        )
+        history.append(log)
+        logger.info(
+            "round %d/%d: %d clients, train loss %.4f, test accuracy %s",
+            t + 1,
+            config.rounds,
+            len(ids),
+            train_loss,
+            f"{acc:.4f}" if evaluate_now else "-",
+        )
+        if ckpt is not None and boundary:
+            keep = config.checkpoint_every > 0 and (t + 1) % config.checkpoint_every == 0
+            _write_checkpoint(ckpt, global_model, history, fingerprint, keep)
+        if progress is not None:
+            progress(log)
     return FederatedResult(
         model=global_model,
         history=tuple(history),

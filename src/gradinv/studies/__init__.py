@@ -5,36 +5,7 @@
   Federated Learning", USENIX Security 2025, §6, Fig. 11); ``gradinv frontier`` on the command line.
 """
 
-from gradinv.studies.frontier import (
-    AttackEntry,
-    DefenseSweep,
-    FrontierConfig,
-    FrontierData,
-    FrontierEvent,
-    FrontierOptions,
-    FrontierResult,
-    Point,
-    VictimConfig,
-    compute_point,
-    load_frontier_config,
-    load_frontier_data,
-    parse_frontier_config,
-    run_frontier,
-)
+from gradinv.studies import frontier
+from gradinv.studies.frontier import *  # noqa: F403  (the frontier study and its config schema)
 
-__all__ = [
-    "AttackEntry",
-    "DefenseSweep",
-    "FrontierConfig",
-    "FrontierData",
-    "FrontierEvent",
-    "FrontierOptions",
-    "FrontierResult",
-    "Point",
-    "VictimConfig",
-    "compute_point",
-    "load_frontier_config",
-    "load_frontier_data",
-    "parse_frontier_config",
-    "run_frontier",
-]
+__all__ = list(frontier.__all__)

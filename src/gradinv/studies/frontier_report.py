@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradinv
-from gradinv.report.html import format_metric, html_page
+from gradinv.metrics import METRICS
+from gradinv.report.format import format_metric
+from gradinv.report.html import html_page, metric_title, reason_html
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gradinv.studies.frontier import FrontierConfig, Point
+    from gradinv.studies.frontier_config import FrontierConfig, Point
 
 __all__ = [
     "CSV_COLUMNS",
@@ -48,18 +50,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The metric columns of the CSV table (titles, formats and directions come from the metric registry).
 _METRICS = ("psnr", "ssim", "mse", "lpips", "stlpips", "label_accuracy", "brr", "brr_stlpips", "brr_psnr")
-_TITLES = {
-    "psnr": "PSNR (dB)",
-    "ssim": "SSIM",
-    "mse": "MSE",
-    "lpips": "LPIPS",
-    "stlpips": "ST-LPIPS (not LPIPS)",
-    "label_accuracy": "label accuracy",
-    "brr": "BRR",
-    "brr_stlpips": "BRR (ST-LPIPS variant)",
-    "brr_psnr": "BRR (PSNR only)",
-}
+#: The metric columns of the HTML table of all points.
+_POINT_METRICS = ("psnr", "ssim", "lpips", "stlpips", "label_accuracy", "brr", "brr_stlpips", "brr_psnr")
 CSV_COLUMNS = (
     "order",
     "key",
@@ -80,8 +74,9 @@ CSV_COLUMNS = (
 
 
 def leakage_direction(metric: str) -> int:
-    """+1 when a larger value of ``metric`` means more leakage (PSNR, SSIM, BRR…), -1 otherwise."""
-    return -1 if metric in ("mse", "lpips", "stlpips") else 1
+    """+1 when a larger value of ``metric`` means more leakage (PSNR, SSIM, BRR…), -1 otherwise
+    (the registry's ``higher_is_better``, which is from the attacker's side; +1 for unknown names)."""
+    return -1 if metric in METRICS and not METRICS[metric].higher_is_better else 1
 
 
 def _num(v: Any) -> float:
@@ -331,7 +326,7 @@ def plot_frontier(cfg: FrontierConfig, records: Sequence[Mapping[str, Any]], pat
                 label="leakage threshold",
             )
         more = "lower" if leakage_direction(metric) > 0 else "higher"
-        ax.set_xlabel(f"{_TITLES.get(metric, metric)} of the reconstruction ({more} = more private)")
+        ax.set_xlabel(f"{metric_title(metric)} of the reconstruction ({more} = more private)")
         ax.set_ylabel("final test accuracy")
         ax.set_title(f"privacy–utility frontier: {attack}")
         ax.grid(True, alpha=0.3)
@@ -356,13 +351,46 @@ def _fmt(name: str, v: Any) -> str:
     return format_metric(name, x)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, raw: Sequence[int] = ()) -> str:
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    raw: Sequence[int] = (),
+    numeric: Sequence[int] = (),
+) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    num = ' class="num"'
     body = "".join(
-        "<tr>" + "".join(f"<td>{c if i in raw else _e(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td{num if i in numeric else ''}>{c if i in raw else _e(c)}</td>" for i, c in enumerate(row)
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _options(options: Mapping[str, Any]) -> str:
+    """``{"hidden": [16]}`` -> ``"hidden = [16]"`` (TOML-like, not a Python repr)."""
+    return ", ".join(f"{k} = {json.dumps(_jsonable(v), ensure_ascii=False)}" for k, v in options.items())
+
+
+def _thumbnail(b64: str) -> str:
+    """A truth-over-reconstruction PNG (base64) as an ``<img>``, shown at an integer zoom that makes
+    it at least 96 CSS px wide (pixelated, so the zoom adds no blur)."""
+    width = 0
+    try:
+        head = base64.b64decode(b64[:32])
+        if head[:8] == b"\x89PNG\r\n\x1a\n":
+            width = int.from_bytes(head[16:20], "big")
+    except ValueError:  # pragma: no cover - not base64: show it as it is
+        pass
+    size = f" width={width * max(1, math.ceil(96 / width))}" if width else ""
+    return (
+        f'<img src="data:image/png;base64,{b64}" alt="truth above reconstruction"{size} '
+        'style="image-rendering:pixelated">'
+    )
 
 
 def _value(v: Any) -> str:
@@ -410,8 +438,9 @@ def render_frontier_html(
                 ),
                 (
                     "model",
-                    f"{cfg.model.name} {dict(cfg.model.options) or ''} (init {cfg.model.init or 'default'}, "
-                    f"seed {cfg.model.seed})",
+                    f"{cfg.model.name}"
+                    + (f" ({_options(cfg.model.options)})" if cfg.model.options else "")
+                    + f", init {cfg.model.init or 'default'}, seed {cfg.model.seed}",
                 ),
                 (
                     "local training",
@@ -443,10 +472,16 @@ def render_frontier_html(
                     + "".join(f" +{g}" for g in cfg.threat.grant)
                     + "".join(f" -{r}" for r in cfg.threat.revoke),
                 ),
-                ("attacks", ", ".join(f"{a.label} ({a.name} {dict(a.params)})" for a in cfg.attacks)),
+                (
+                    "attacks",
+                    "; ".join(
+                        f"{a.label}: {a.name}" + (f" ({_options(a.params)})" if a.params else "")
+                        for a in cfg.attacks
+                    ),
+                ),
                 (
                     "leakage metric",
-                    f"{_TITLES.get(metric, metric)} (more leakage when {summary['more_leakage_when']})",
+                    f"{metric_title(metric)} (more leakage when {summary['more_leakage_when']})",
                 ),
                 (
                     "useful accuracy",
@@ -469,11 +504,11 @@ def render_frontier_html(
         body.append(
             f'<p class="note">A point is useful when its accuracy stays within '
             f"{cfg.frontier.max_accuracy_drop:.0%} of the undefended accuracy, protected when its "
-            f"{_TITLES.get(metric, metric)} is beyond the threshold "
+            f"{metric_title(metric)} is beyond the threshold "
             f"({_e(_value(cfg.frontier.leakage_threshold))}). "
             "Best trade-off: the most accurate useful protected point; else the most private useful point; "
             "else the most accurate protected point. Undefended "
-            f"{_TITLES.get(metric, metric)}: {_fmt(metric, s['baseline_leakage'])}. Monotone: whether "
+            f"{metric_title(metric)}: {_fmt(metric, s['baseline_leakage'])}. Monotone: whether "
             "accuracy / leakage move in one direction along the configured strengths; ρ: Spearman rank "
             "correlation with the strength value.</p>"
         )
@@ -504,14 +539,18 @@ def render_frontier_html(
                     "best point",
                     "strength",
                     "accuracy",
-                    _TITLES.get(metric, metric),
+                    metric_title(metric),
                     "accuracy monotone",
                     "leakage monotone",
                 ),
                 rows,
+                numeric=(0, 4, 5, 6),
             )
         )
     body.append("<h2>All points</h2>")
+    shown = [
+        k for k in _POINT_METRICS if any(k in a.get("metrics", {}) for r in records for a in r["attacks"])
+    ]
     point_rows: list[tuple[str, ...]] = []
     unavailable: dict[str, str] = {}
     for r in records:
@@ -520,56 +559,40 @@ def render_frontier_html(
             m = a.get("metrics", {})
             for k, why in (a.get("unavailable") or {}).items():
                 unavailable.setdefault(k, why)
-            thumb = (
-                f'<img src="data:image/png;base64,{a["image_png"]}" alt="truth above reconstruction" '
-                'style="image-rendering:pixelated">'
-                if a.get("image_png")
-                else ""
-            )
+            thumb = _thumbnail(a["image_png"]) if a.get("image_png") else ""
             point_rows.append(
                 (
                     _e(p["label"]),
                     _e(_value(p["value"]) if p["param"] else "—"),
                     _e(_fmt("accuracy", r["accuracy"])),
                     _e(a["label"]),
-                    *(
-                        _e(_fmt(k, m.get(k)))
-                        for k in (
-                            "psnr",
-                            "ssim",
-                            "lpips",
-                            "stlpips",
-                            "label_accuracy",
-                            "brr",
-                            "brr_stlpips",
-                            "brr_psnr",
-                        )
-                    ),
+                    *(_e(_fmt(k, m.get(k))) for k in shown),
                     _e(a.get("reason", "")) if a["status"] != "ok" else thumb,
                 )
             )
-    body.append(
-        _table(
-            (
-                "defense",
-                "strength",
-                "accuracy",
-                "attack",
-                "PSNR (dB)",
-                "SSIM",
-                "LPIPS",
-                "ST-LPIPS (not LPIPS)",
-                "label acc.",
-                "BRR",
-                "truth / reconstruction",
-            ),
-            point_rows,
-            raw=tuple(range(11)),
-        )
+    header = (
+        "defense",
+        "strength",
+        "accuracy",
+        "attack",
+        *(metric_title(k) for k in shown),
+        "truth / reconstruction",
     )
+    if len(shown) < len(_POINT_METRICS):
+        body.append(
+            '<p class="note">Metrics computed for no point are left out (see <i>Unavailable metrics</i>).</p>'
+        )
+    numeric = (1, 2, *range(4, 4 + len(shown)))
+    body.append(_table(header, point_rows, raw=tuple(range(len(header))), numeric=numeric))  # escaped above
     if unavailable:
         body.append("<h3>Unavailable metrics</h3>")
-        body.append(_table(("metric", "reason"), [(_TITLES.get(k, k), v) for k, v in unavailable.items()]))
+        body.append(
+            _table(
+                ("metric", "reason"),
+                [(metric_title(k), reason_html(v)) for k, v in unavailable.items()],
+                raw=(1,),
+            )
+        )
     if missing:
         body.append(
             "<h3>Missing points</h3><ul>" + "".join(f"<li>{_e(p.describe())}</li>" for p in missing) + "</ul>"
