@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# idle OpenMP threads sleep instead of spinning (as the CLI does): on a loaded machine spinning threads
+# take the cores the working ones need; results are the same. Must be set before torch loads.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
 import numpy as np
 import pytest
 import torch

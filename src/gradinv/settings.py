@@ -12,21 +12,35 @@ Cfg(lr=1.0, steps=3)
 Traceback (most recent call last):
 ...
 gradinv.errors.ConfigError: Unknown key 'stpes' in [attack]. Did you mean 'steps'? Valid keys: lr, steps.
+
+Numbers must be finite: ``nan``, ``inf`` and ``-inf`` are refused for every ``float`` field unless the
+field opts in with ``metadata=ALLOW_NONFINITE`` (e.g. a threshold where ``inf`` means "no limit"):
+
+>>> from_mapping(Cfg, {"lr": float("inf")}, section="attack")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+gradinv.errors.ConfigError: Expected `lr` in [attack] to be a finite number, but got inf. ...
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from gradinv.errors import ConfigError, did_you_mean
 
-__all__ = ["as_dict", "from_mapping"]
+__all__ = ["ALLOW_NONFINITE", "as_dict", "from_mapping"]
 
 T = TypeVar("T")
+
+ALLOW_NONFINITE: Mapping[str, Any] = MappingProxyType({"gradinv.allow_nonfinite": True})
+"""Field metadata that lets a ``float`` field hold ``inf`` / ``nan``:
+``bound: float = field(default=math.inf, metadata=ALLOW_NONFINITE)``."""
 
 
 def _describe(tp: Any) -> str:
@@ -42,7 +56,14 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str, section: str) -> Any:
+def _nonfinite(value: Any, where: str) -> ConfigError:
+    return ConfigError(
+        f"Expected {where} to be a finite number, but got {value!r}. "
+        "Give a finite value (nan and inf are not allowed here)."
+    )
+
+
+def _coerce(value: Any, tp: Any, key: str, section: str, *, finite: bool = True) -> Any:
     origin = get_origin(tp)
     where = f"`{key}` in [{section}]" if section else f"`{key}`"
 
@@ -55,11 +76,13 @@ def _coerce(value: Any, tp: Any, key: str, section: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        if finite and float in args and isinstance(value, float) and not math.isfinite(value):
+            raise _nonfinite(value, where)
         for a in args:
             if a is type(None):
                 continue
             try:
-                return _coerce(value, a, key, section)
+                return _coerce(value, a, key, section, finite=finite)
             except ConfigError:
                 continue
         raise fail()
@@ -75,11 +98,11 @@ def _coerce(value: Any, tp: Any, key: str, section: str) -> Any:
             raise fail()
         args = get_args(tp)
         if args and args[-1] is Ellipsis:
-            items = [_coerce(v, args[0], key, section) for v in value]
+            items = [_coerce(v, args[0], key, section, finite=finite) for v in value]
         elif args:
             if len(args) != len(value):
                 raise fail()
-            items = [_coerce(v, a, key, section) for v, a in zip(value, args)]
+            items = [_coerce(v, a, key, section, finite=finite) for v, a in zip(value, args)]
         else:
             items = list(value)
         return tuple(items) if origin is tuple else items
@@ -97,7 +120,13 @@ def _coerce(value: Any, tp: Any, key: str, section: str) -> Any:
         raise fail()
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                x = float(value)
+            except OverflowError:  # a Python int beyond float range
+                raise _nonfinite(value, where) from None
+            if finite and not math.isfinite(x):
+                raise _nonfinite(value, where)
+            return x
         raise fail()
     if tp is str:
         if isinstance(value, str):
@@ -122,7 +151,10 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, section: str =
                 f"Unknown key {key!r}{where}.{did_you_mean(key, fields)} "
                 f"Valid keys: {', '.join(sorted(fields))}."
             )
-    kwargs = {k: _coerce(v, hints[k], k, section) for k, v in data.items()}
+    kwargs = {
+        k: _coerce(v, hints[k], k, section, finite=not fields[k].metadata.get("gradinv.allow_nonfinite"))
+        for k, v in data.items()
+    }
     try:
         return cls(**kwargs)
     except ConfigError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -59,9 +60,56 @@ def test_attack_writes_reports(tmp_path, photos, capsys):
     text = capsys.readouterr().out
     assert "PSNR" in text and "labels: true" in text
     report = json.loads((out / "report.json").read_text())
+    # the summary says what the iteration count counts, as report.json does, in the report's formats
+    evals = report["attack"]["iterations"]
+    assert report["attack"]["iteration_counts"]["text"] == f"2 L-BFGS steps ({evals} objective evaluations)"
+    assert f"  2 L-BFGS steps ({evals} objective evaluations) in " in text and "ms per evaluation)" in text
+    psnr, ssim = report["metrics"]["psnr"]["mean"], report["metrics"]["ssim"]["mean"]
+    assert re.search(rf"PSNR \(dB\) +mean +{psnr:.2f} ", text) and re.search(
+        rf"SSIM +mean +{ssim:.4f} ", text
+    )
     assert report["attack"]["parameters"]["restarts"] == 2
     assert report["scenario"]["data"]["indices"] == [3]
     assert (out / "reconstruction.png").stat().st_size > 0 and (out / "report.html").stat().st_size > 0
+
+
+def test_dry_run_prints_an_aligned_table(capsys):
+    assert main(["attack", "--dry-run", "--threat", "B", "--attack", "dlg", "--image-size", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "{" not in "\n".join(lines)  # no Python dict reprs
+    cells = [
+        re.match(r"( ?\S.*?|  \S.*?)(?:\s{2,}(\S.*))?$", line)
+        for line in lines
+        if not line.startswith("    ")
+    ]
+    assert all(cells), lines
+    rows: dict[str, re.Match[str]] = {}
+    for m in cells:  # the first row of each key (training_details is a flag, then a view field)
+        if m:
+            rows.setdefault(m.group(1).strip(), m)
+    for key in (
+        "scenario",
+        "victim batch",
+        "threat model",
+        "applicability",
+        "basic_knowledge",
+        "training_details",
+    ):
+        assert key in rows, key
+    for key in ("attacker's view", "num_samples", "input_shape", "attack", "requires", "max_iter", "result"):
+        assert key in rows, key
+    assert len({m.start(2) for m in rows.values() if m.group(2)}) == 1  # values start in one column
+
+    def value(key: str) -> str:
+        return rows[key].group(2)
+
+    assert value("threat model") == "B (Informed Eavesdropper)" and value("applicability").startswith(
+        "*** (high"
+    )
+    assert value("basic_knowledge").startswith("granted ") and "input shape" in value("basic_knowledge")
+    assert value("training_details").startswith("not granted ") and value("input_shape") == "[3, 8, 8]"
+    assert value("attack") == "DLG (dlg), optimization" and value("max_iter") == "20"
+    assert value("result") == "DLG: ok, would run with the parameters above"
 
 
 def test_dry_run_reports_refusal(capsys):
@@ -99,9 +147,16 @@ def test_console_entry_point_prints_no_traceback():
 
 
 def test_demo_quick(tmp_path):
-    code, out, err = run_cli("demo", "--quick", "--out", str(tmp_path), "--device", "cpu", "--no-progress")
+    code, out, err = run_cli("demo", "--quick", "--out", str(tmp_path), "--device", "cpu")
     assert code == 0, err
     assert "refused" in out and (tmp_path / "index.html").exists()
+    # states its expected time up front, each case's and its own time at the end
+    assert "expected to take about 10 seconds on 2 CPU cores" in out.splitlines()[0]
+    assert out.count("  took ") == 3 and "Demo took " in out
+    # stderr is not a terminal here: progress comes as timestamped lines, not a redrawn bar
+    lines = [line for line in err.splitlines() if line.strip() and not re.match(r"(WARNING|INFO) ", line)]
+    assert lines and all(re.match(r"\[\d\d:\d\d:\d\d\] \S+ \d+/\d+", line) for line in lines), err
+    assert "\r" not in err
     assert (tmp_path / "dlg-lenet" / "report.json").exists()
     rtf = json.loads((tmp_path / "robbing-the-fed" / "report.json").read_text())
     assert min(rtf["metrics"]["psnr"]["per_image"]) >= 60  # exact, even in --quick (analytic attack)

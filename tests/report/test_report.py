@@ -22,6 +22,7 @@ from gradinv.config import parse_config
 from gradinv.data import load_source
 from gradinv.errors import ConfigError, DataError
 from gradinv.experiment import ExperimentResult, run_experiment
+from gradinv.metrics import MetricsConfig
 from gradinv.metrics.evaluate import MetricResult, evaluate
 from gradinv.report import (
     SCHEMA_VERSION,
@@ -33,8 +34,9 @@ from gradinv.report import (
     write_index_html,
     write_report,
 )
-from gradinv.report.grid import GROUP_GAP, MAX_COLS, PAD, line_height
-from gradinv.report.html import format_metric, render_html
+from gradinv.report.format import format_metric, iteration_counts
+from gradinv.report.grid import CAPTION_SIZE, GROUP_GAP, MAX_COLS, MIN_TILE, PAD, TITLE_SIZE, line_height
+from gradinv.report.html import render_html
 from gradinv.threat import Knowledge
 
 TOP_KEYS = {
@@ -85,7 +87,7 @@ def result() -> ExperimentResult:
 def _with(result: ExperimentResult, truth: Any, images: torch.Tensor, labels: torch.Tensor | None) -> Any:
     """``result`` with another ground truth and reconstruction, scored by the real ``evaluate``."""
     rec = dataclasses.replace(result.result.reconstruction, images=images, labels=labels)
-    ev = evaluate(rec, truth, lpips_mode="off", stlpips_mode="off")
+    ev = evaluate(rec, truth, MetricsConfig(lpips="off", stlpips="off"))
     return dataclasses.replace(
         result,
         truth=truth,
@@ -270,36 +272,45 @@ def test_to_jsonable_converts_every_type() -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
+TILE = 128  # 32 px images are upscaled 4x to MIN_TILE
+
+
 def _row_h(captions: int) -> int:
-    return line_height() * (1 + captions) + 96 + PAD
+    """A titled row with ``captions`` caption lines under its tiles."""
+    return line_height(TITLE_SIZE) + TILE + captions * line_height(CAPTION_SIZE) + PAD
 
 
 def test_png_single_image_geometry_and_pixels(result: ExperimentResult, tmp_path: Path) -> None:
+    assert MIN_TILE == TILE
     paths = write_report(result, tmp_path)
     img = np.asarray(Image.open(paths.png).convert("RGB"))
-    lh = line_height()
-    row_h = _row_h(2)  # reconstruction captions have two lines (label, PSNR)
-    assert img.shape[:2] == (PAD + 2 * row_h, PAD + 96 + PAD)
-    top = img[PAD + lh : PAD + lh + 96, PAD : PAD + 96]
-    np.testing.assert_array_equal(top, _upscale(result.truth.images[0], 3))
-    y = PAD + row_h + lh
-    bottom = img[y : y + 96, PAD : PAD + 96]
-    np.testing.assert_array_equal(bottom, _upscale(result.evaluation.matched_images[0], 3))
+    th = line_height(TITLE_SIZE)
+    top_h, bottom_h = _row_h(1), _row_h(2)  # truth: its class; reconstruction: label and PSNR
+    assert img.shape[:2] == (PAD + top_h + bottom_h, PAD + TILE + PAD) == (394, 144)
+    top = img[PAD + th : PAD + th + TILE, PAD : PAD + TILE]
+    np.testing.assert_array_equal(top, _upscale(result.truth.images[0], 4))
+    y = PAD + top_h + th
+    bottom = img[y : y + TILE, PAD : PAD + TILE]
+    np.testing.assert_array_equal(bottom, _upscale(result.evaluation.matched_images[0], 4))
+    # the captions are drawn (dark pixels under each tile), in a readable size
+    caption = img[PAD + th + TILE : PAD + top_h - PAD, PAD : PAD + TILE]
+    assert (caption.min(axis=2) < 100).any()
+    assert line_height(CAPTION_SIZE) >= 16 and line_height(TITLE_SIZE) > line_height(CAPTION_SIZE)
 
 
 def test_png_wraps_wide_batches(wide: ExperimentResult, tmp_path: Path) -> None:
     paths = write_report(wide, tmp_path)
     img = np.asarray(Image.open(paths.png).convert("RGB"))
-    lh, row_h = line_height(), _row_h(2)
+    th, group_h = line_height(TITLE_SIZE), _row_h(1) + _row_h(2)
     assert MAX_COLS == 8
-    assert img.shape[:2] == (PAD + 4 * row_h + GROUP_GAP, PAD + 8 * (96 + PAD))
+    assert img.shape[:2] == (PAD + 2 * group_h + GROUP_GAP, PAD + 8 * (TILE + PAD))
     # image 8 opens the second row-pair; its matched reconstruction sits right below it
-    y = PAD + 2 * row_h + GROUP_GAP + lh
-    np.testing.assert_array_equal(img[y : y + 96, PAD : PAD + 96], _upscale(wide.truth.images[8], 3))
+    y = PAD + group_h + GROUP_GAP + th
+    np.testing.assert_array_equal(img[y : y + TILE, PAD : PAD + TILE], _upscale(wide.truth.images[8], 4))
     k = wide.evaluation.matching.truth_index.tolist().index(8)
-    y2 = y + row_h
+    y2 = y + _row_h(1)
     np.testing.assert_array_equal(
-        img[y2 : y2 + 96, PAD : PAD + 96], _upscale(wide.evaluation.matched_images[k], 3)
+        img[y2 : y2 + TILE, PAD : PAD + TILE], _upscale(wide.evaluation.matched_images[k], 4)
     )
 
 
@@ -372,5 +383,94 @@ def test_index_page(result: ExperimentResult, exact: ExperimentResult, tmp_path:
     assert "exact &lt;copy&gt;" in text
     body = "".join(parsed.text)
     assert f"{result.evaluation.mean('psnr'):.2f}" in body
-    assert f"{result.evaluation.mean('ssim'):.4g}" in body
+    assert f"{result.evaluation.mean('ssim'):.4f}" in body
+    assert format_metric("label_accuracy", result.evaluation.mean("label_accuracy")) in body
     assert "inf" in body  # the exact copy's PSNR
+
+
+# ---------------------------------------------------------------------------------------------------
+# Formats, iteration counts, the threat-model legend
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_metric_formats_come_from_the_registry() -> None:
+    from gradinv.metrics import METRICS
+    from gradinv.report.format import format_number, format_seconds
+
+    assert format_metric("psnr", 5.9213) == "5.92" and format_metric("psnr", -math.inf) == "-inf"
+    assert format_metric("ssim", -0.0002238) == "-0.0002" and format_metric("ssim", 0.463083) == "0.4631"
+    assert format_metric("ssim", -0.00002) == "0.0000"  # no minus sign on a value that rounds to zero
+    assert format_metric("mse", 0.2285) == "2.29e-01" and format_metric("mse", 1.5e-14) == "1.50e-14"
+    assert format_metric("label_accuracy", 1.0) == "1.0000" and format_metric("psnr", math.nan) == "nan"
+    assert format_metric("not-a-metric", 0.123456) == "0.1235"
+    for name, spec in METRICS.items():
+        assert format_metric(name, 0.5) == format(0.5, spec.fmt), name
+    assert format_number(3) == "3" and format_number(-1e-9, ".2f") == "0.00" and format_seconds(4.4) == "4.40"
+
+
+def _attack_result(result: ExperimentResult, **changes: Any) -> Any:
+    return dataclasses.replace(result.result, **changes)
+
+
+def test_iteration_counts_tell_steps_from_evaluations(result: ExperimentResult) -> None:
+    res = result.result  # iDLG: 3 L-BFGS steps of up to 5 evaluations each
+    c = iteration_counts(res, family="optimization")
+    assert c.kind == "lbfgs" and c.steps == 3 == c.steps_requested == len(res.loss_history)
+    assert c.objective_evaluations == res.iterations > 3 and c.per == "evaluation"
+    assert c.text == f"3 L-BFGS steps ({res.iterations} objective evaluations)"
+    cut = iteration_counts(
+        _attack_result(result, interrupted=True, loss_history=res.loss_history[:1], iterations=7),
+        family="optimization",
+    )
+    assert cut.text == "1 of 3 L-BFGS steps (7 objective evaluations) (interrupted: best so far)"
+    adam = iteration_counts(
+        _attack_result(result, parameters={"iterations": 1000, "lr": 0.1}, iterations=1000),
+        family="optimization",
+    )
+    assert (adam.kind, adam.steps, adam.objective_evaluations, adam.per) == (
+        "first-order",
+        1000,
+        1000,
+        "step",
+    )
+    assert adam.text == "1000 optimiser steps (one objective evaluation each)"
+    fedavg_adam = iteration_counts(
+        _attack_result(
+            result,
+            parameters={"iterations": 5, "optimizer": "adam", "max_iter": 20, "history_size": 100},
+            iterations=5,
+        ),
+        family="optimization",
+    )
+    assert fedavg_adam.kind == "first-order"
+    closed = iteration_counts(_attack_result(result, parameters={}, iterations=1), family="malicious-server")
+    assert (closed.kind, closed.steps, closed.objective_evaluations) == ("other", None, None)
+    assert closed.text == "1 iteration of the attack's own algorithm (not optimiser steps)"
+
+
+def test_report_json_and_html_spell_out_the_iteration_semantics(result: ExperimentResult) -> None:
+    doc = _strict_loads(json.dumps(report_dict(result), allow_nan=False))
+    counts = doc["attack"]["iteration_counts"]
+    assert counts == {
+        "kind": "lbfgs",
+        "steps": 3,
+        "steps_requested": 3,
+        "objective_evaluations": doc["attack"]["iterations"],
+        "iterations": doc["attack"]["iterations"],
+        "text": f"3 L-BFGS steps ({doc['attack']['iterations']} objective evaluations)",
+    }
+    body = "".join(_check_html(render_html(result)).text)
+    assert counts["text"] in body and "time per evaluation" in body
+
+
+def test_html_explains_the_threat_model(result: ExperimentResult) -> None:
+    from gradinv.report.format import APPLICABILITY
+
+    text = render_html(result)
+    body = "".join(_check_html(text).text)
+    assert result.threat.applicability == "***"
+    assert "Carletti et al." in body and all(meaning in body for meaning in APPLICABILITY.values())
+    assert f"applicability ★★★ {APPLICABILITY['***']}" in body
+    for k in Knowledge:  # every flag with what it exposes, granted or not
+        assert k.value in body and k.exposes in body
+    assert body.count("not granted") == len(Knowledge) - 2  # B grants model updates + basic knowledge

@@ -276,3 +276,23 @@ def test_bad_input_is_a_clear_error():
         vet("model.pt")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="empty"):
         vet({})
+
+
+def test_non_finite_models_and_updates_are_refused():
+    """NaN or inf anywhere vet() is given is one clear error naming the tensor (not a finding)."""
+    from gradinv.errors import UpdateError
+
+    model = build_model("mlp", num_classes=10, image_size=8, seed=0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["net.1.weight"][0, 0] = float("nan")
+    with pytest.raises(ModelError, match=r"finite numbers in the received model.*'net\.1\.weight' \(1 of"):
+        vet(state)
+    with pytest.raises(ModelError, match="previous model"):
+        vet(model, previous=state)
+    with pytest.raises(ModelError, match="model #1 of others"):
+        vet(model, others=[model, state])
+    grads = {k: torch.zeros_like(v) for k, v in model.named_parameters()}
+    grads["net.1.bias"][2] = float("inf")
+    with pytest.raises(UpdateError, match=r"finite numbers in the update.*'net\.1\.bias'"):
+        vet(model, update=grads)
+    assert vet(model, previous=model.state_dict()).clean  # finite inputs still pass

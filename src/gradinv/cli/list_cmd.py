@@ -13,7 +13,7 @@ from gradinv.attacks.labels import AUTO_DESCRIPTION
 from gradinv.data import NORMALIZATIONS, SOURCE_FORMS
 from gradinv.defenses import DEFENSES
 from gradinv.fl import AGGREGATORS
-from gradinv.metrics import METRIC_INFO
+from gradinv.metrics import METRICS
 from gradinv.models import INIT_SCHEMES, MODELS
 from gradinv.threat import LEVELS, THREAT_MODELS, Knowledge, weakest_granting
 
@@ -91,11 +91,15 @@ def catalog() -> dict[str, Any]:
         "metrics": [
             {
                 "name": m.name,
+                "title": m.display_title,
+                "unit": m.unit,
                 "higher_is_better": m.higher_is_better,
+                "reduction": m.reduction,
                 "description": m.description,
                 "needs_weights": m.needs_weights,
+                "needs": sorted(n.value for n in m.needs),
             }
-            for m in METRIC_INFO.values()
+            for m in METRICS.values()
         ],
         "data": [{"form": f, "description": d} for f, d in SOURCE_FORMS],
         "normalizations": sorted(NORMALIZATIONS),
@@ -149,7 +153,9 @@ def _print_text(cat: dict[str, Any], what: str | None) -> None:
         print("METRICS (all computed after Hungarian matching of reconstructions to ground truth)")
         for m in cat["metrics"]:
             arrow = "higher better" if m["higher_is_better"] else "lower better"
-            print(f"  {m['name']:<15} {arrow:<13} {m['description']}")
+            print(f"  {m['name']:<15} {arrow:<13} {m['title']}: {m['description']}")
+            if m["needs"]:
+                print(f"  {'':<15} {'':<13} needs: {', '.join(m['needs'])}")
         print()
     if show("data"):
         print("DATA SOURCES ([data] source = ...)")

@@ -12,12 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gradinv.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from gradinv.cli.common import int_type, parse_toml_value
+from gradinv.errors import ConfigError, UpdateError
 
 EPILOG = """examples:
   gradinv vet --model resnet20 --checkpoint received.pt
@@ -44,10 +40,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--others", type=Path, nargs="+", default=[], help="models other clients received")
     p.add_argument("--update", type=Path, help="your update after training on the model (gradient or delta)")
     p.add_argument(
-        "--num-classes", type=int, help="classes of --model (default: read off the checkpoint, or 10)"
+        "--num-classes",
+        type=int_type(2, flag="--num-classes"),
+        help="classes of --model (default: read off the checkpoint, or 10)",
     )
-    p.add_argument("--in-channels", type=int, default=3, help="input channels of --model (default 3)")
-    p.add_argument("--image-size", type=int, default=32, help="input size of --model (default 32)")
+    p.add_argument(
+        "--in-channels",
+        type=int_type(1, flag="--in-channels"),
+        default=3,
+        help="input channels of --model (default 3)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int_type(1, flag="--image-size"),
+        default=32,
+        help="input size of --model (default 32)",
+    )
     p.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="a model option, e.g. width=16"
     )
@@ -55,12 +63,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_value(raw: str) -> Any:
-    """A TOML value (``16``, ``[64, 32]``, ``"relu"``), or the raw string."""
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
+def _finite(state: dict[str, Any], path: Path, flag: str) -> dict[str, Any]:
+    """Refuse a file whose tensors hold NaN or inf: no check can say anything sound about it."""
+    import torch
+
+    bad = [
+        (k, int((~torch.isfinite(v)).sum()), v.numel())
+        for k, v in state.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        shown = ", ".join(f"{k!r} ({n} of {total})" for k, n, total in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise UpdateError(
+            f"Expected finite numbers in {flag} {str(path)!r}, but {len(bad)} tensor(s) hold NaN or inf: "
+            f"{shown}{more}. A diverged training run or a corrupted file produces these; vet the file "
+            "you actually received or would send."
+        )
+    return state
+
+
+def _load(path: Path, flag: str) -> dict[str, Any]:
+    from gradinv.vetting import load_state
+
+    return _finite(load_state(path), path, flag)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,13 +97,13 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"Expected --option KEY=VALUE, but got {item!r}. Use e.g. --option width=16.")
         key, raw = item.split("=", 1)
-        opts[key.strip()] = _parse_value(raw.strip())
+        opts[key.strip()] = parse_toml_value(raw.strip())
     return opts
 
 
 def run(args: argparse.Namespace) -> int:
     from gradinv.models import build_model
-    from gradinv.vetting import load_state, vet
+    from gradinv.vetting import vet
 
     if args.model is None and args.checkpoint is None:
         raise ConfigError(
@@ -86,15 +112,15 @@ def run(args: argparse.Namespace) -> int:
         )
     opts = _options(args)
     if args.checkpoint is not None:
-        received: Any = load_state(args.checkpoint)
+        received: Any = _load(args.checkpoint, "--checkpoint")
     else:
         received = build_model(args.model, seed=0, **{"num_classes": 10, **opts})
     report = vet(
         received,
-        previous=load_state(args.previous) if args.previous else None,
-        others=[load_state(o) for o in args.others],
+        previous=_load(args.previous, "--previous") if args.previous else None,
+        others=[_load(o, "--others") for o in args.others],
         architecture=args.model,
-        update=load_state(args.update) if args.update else None,
+        update=_load(args.update, "--update") if args.update else None,
         architecture_options=opts if args.model else None,
     )
     if args.json:

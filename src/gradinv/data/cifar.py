@@ -150,13 +150,25 @@ def _get(d: Mapping[Any, Any], key: str, path: Path) -> Any:
         if k in d:
             return d[k]
     keys = sorted(str(k) for k in d)
-    raise DataError(f"Expected key {key!r} in CIFAR file {path}, but found keys {keys}. Re-download it.")
+    raise DataError(
+        f"Expected key {key!r} in CIFAR file {path}, but found keys {keys}. Re-download the archive "
+        "(is this CIFAR-100 under a CIFAR-10 name, or the other way round?)."
+    )
 
 
-def _load_file(path: Path) -> dict[Any, Any]:
-    d = restricted_unpickle(path.read_bytes())
+def _load_file(path: Path, spec: CifarArchive | None = None) -> dict[Any, Any]:
+    fix = (
+        f"The file is damaged or not from the original archive; delete the folder and extract {spec.url} "
+        f"(MD5 {spec.md5}) again."
+        if spec is not None
+        else "Re-download the archive and extract it again."
+    )
+    try:
+        d = restricted_unpickle(path.read_bytes())
+    except DataError as err:
+        raise DataError(f"{str(err).rstrip('.')} (file {str(path)!r}). {fix}") from err
     if not isinstance(d, dict):
-        raise DataError(f"Expected a pickled dict in CIFAR file {path}, but got {type(d).__name__}.")
+        raise DataError(f"Expected a pickled dict in CIFAR file {path}, but got {type(d).__name__}. {fix}")
     return d
 
 
@@ -164,7 +176,8 @@ def _decode_images(data: Any, path: Path) -> np.ndarray:
     arr = np.asarray(data)
     if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != 3 * 32 * 32:
         raise DataError(
-            f"Expected b'data' in {path} as uint8 of shape (N, 3072), but got {arr.dtype} {arr.shape}."
+            f"Expected b'data' in {path} as uint8 of shape (N, 3072), but got {arr.dtype} {arr.shape}. "
+            "Re-download the original archive (the python version)."
         )
     return np.ascontiguousarray(arr.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
@@ -268,15 +281,16 @@ def load_cifar(
     if missing:
         raise DataError(
             f"Expected {dataset} ({split}) in {str(folder)!r} with files {missing}, but they are missing. "
-            f"Pass download=True when online (CLI: --download), or download {spec.url} manually "
-            f"(MD5 {spec.md5}) and extract it into {str(base)!r}."
+            f"Download {spec.url} (MD5 {spec.md5}) and extract it into {str(base)!r}, or, when online, "
+            "let gradinv do it: download=True ([data] download = true; CLI: --set data.download=true). "
+            'Offline, the bundled sources need no download: source = "samples" or "digits".'
         )
     files = spec.train_files if split == "train" else spec.test_files
     images, labels = [], []
     for name in files:
-        d = _load_file(folder / name)
+        d = _load_file(folder / name, spec)
         images.append(_decode_images(_get(d, "data", folder / name), folder / name))
         labels.append(np.asarray(_get(d, spec.label_key, folder / name), dtype=np.int64))
-    meta = _load_file(folder / spec.meta_file)
+    meta = _load_file(folder / spec.meta_file, spec)
     names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in _get(meta, spec.names_key, folder))
     return ImageDataset(np.concatenate(images), np.concatenate(labels), names, f"{dataset}-{split}")

@@ -8,6 +8,7 @@ center-cropped to a square and resized (antialiased Lanczos) to the smallest sid
 
 from __future__ import annotations
 
+import itertools
 import logging
 from os import PathLike
 from pathlib import Path
@@ -44,7 +45,10 @@ def _read(path: Path) -> Image.Image:
             im.load()
             return im.copy()
     except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"Expected a readable image, but PIL could not read {path}: {err}.") from err
+        raise DataError(
+            f"Expected a readable image, but PIL could not read {path}: {err}. Remove the file from the "
+            "folder or re-save it as PNG/JPEG."
+        ) from err
 
 
 def _discover(root: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
@@ -73,14 +77,33 @@ def load_folder(path: str | PathLike[str]) -> ImageDataset:
     """Read a class-per-subdirectory (or flat) image folder into an :class:`ImageDataset`."""
     root = Path(path).expanduser()
     if not root.is_dir():
+        what = "is not a directory: " + ("it is a file" if root.exists() else "it does not exist")
         raise DataError(
-            f"Expected an image folder laid out as {_LAYOUT}, but {str(root)!r} is not a directory."
+            f"Expected an image folder laid out as {_LAYOUT}, but {str(root)!r} {what}. Check the path "
+            f"(relative paths start at {Path.cwd()})"
+            + ("; for an .npz file use npz:PATH." if root.is_file() else ".")
         )
     files, class_names = _discover(root)
     if not files:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        others = sorted(
+            str(f.relative_to(root))
+            for f in itertools.islice(root.rglob("*"), 1000)
+            if f.is_file() and not f.name.startswith(".")
+        )
+        found = (
+            f"found no image files, only {len(others)} other file(s) ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''})"
+            if others
+            else (
+                f"its class folder(s) {', '.join(repr(c) for c in class_names[:5])} hold no files"
+                if any(p.is_dir() for p in root.iterdir())
+                else "it is empty"
+            )
+        )
         raise DataError(
-            f"Expected images ({suffixes}) in {str(root)!r} laid out as {_LAYOUT}, but found none."
+            f"Expected images ({suffixes}) in {str(root)!r} laid out as {_LAYOUT}, but {found}. "
+            "Put the images there, one subdirectory per class."
         )
     pil = [_read(f) for f, _ in files]
     mode = "L" if all(im.mode in _GRAY_MODES for im in pil) else "RGB"

@@ -22,6 +22,30 @@ __all__ = ["load_npz"]
 logger = logging.getLogger(__name__)
 
 _LAYOUT = "keys `x` (uint8 N×H×W×C or N×H×W), `y` (integer labels, N) and optionally `classes` (names)"
+_SAVE = "Save it with np.savez(path, x=images, y=labels)."
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_format(p: Path) -> None:
+    """Refuse files that are not an .npz archive before NumPy guesses (it would call random bytes
+    "pickled data")."""
+    with p.open("rb") as f:
+        head = f.read(8)
+    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        return
+    if not head:
+        got = "the file is empty (0 bytes)"
+    elif head.startswith(_NPY_MAGIC):
+        got = "it is a single-array .npy file (np.save), not an .npz archive"
+    else:
+        got = (
+            f"it is not a zip archive (it starts with bytes {head!r}); it may be another format or corrupted"
+        )
+    raise DataError(
+        f"Expected an .npz archive (written by np.savez) with {_LAYOUT} at {str(p)!r}, but {got}. {_SAVE}"
+    )
 
 
 def _images(x: np.ndarray, path: Path) -> np.ndarray:
@@ -42,8 +66,14 @@ def _images(x: np.ndarray, path: Path) -> np.ndarray:
     if np.issubdtype(x.dtype, np.integer) and (x.size == 0 or (x.min() >= 0 and x.max() <= 255)):
         logger.info("Casting %s images of %s to uint8 (values lie in 0..255).", x.dtype, path)
         return x.astype(np.uint8)
+    got = (
+        f"{x.dtype} with values in [{x.min()}, {x.max()}]"
+        if x.size and np.issubdtype(x.dtype, np.number)
+        else x.dtype
+    )
     raise DataError(
-        f"Expected uint8 images in `x` of {path}, but got {x.dtype}. Convert them to uint8 0..255."
+        f"Expected uint8 images in `x` of {path}, but got {got}. Convert them to uint8 0..255 "
+        "(rescale values outside that range first)."
     )
 
 
@@ -54,8 +84,13 @@ def load_npz(path: str | PathLike[str]) -> ImageDataset:
     """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataError(f"Expected an .npz file with {_LAYOUT}, but {str(p)!r} does not exist.")
+        what = "is a directory (for an image folder use folder:DIR)" if p.is_dir() else "does not exist"
+        raise DataError(
+            f"Expected an .npz file with {_LAYOUT}, but {str(p)!r} {what}. Check the path (relative paths "
+            f"start at {Path.cwd()})."
+        )
     try:
+        _check_format(p)
         with np.load(p, allow_pickle=False) as f:
             keys = list(f.files)
             missing = [k for k in ("x", "y") if k not in keys]
@@ -68,23 +103,40 @@ def load_npz(path: str | PathLike[str]) -> ImageDataset:
             classes = f["classes"] if "classes" in keys else None
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "pickle" in reason.lower() or "object arrays" in reason.lower():
+            hint = "Store every array, class names included, as plain numbers or strings (not objects)."
+        else:
+            hint = "The file may be truncated or corrupted; save it again with np.savez(path, x=..., y=...)."
         raise DataError(
-            f"Expected a readable .npz file with {_LAYOUT}, but reading {p} failed: {err}. "
-            "Store class names as a string array (not objects) and save with np.savez."
+            f"Expected a readable .npz file with {_LAYOUT}, but reading {p} failed: {reason}. {hint}"
         ) from err
     images = _images(x, p)
+    if images.shape[0] == 0 or 0 in images.shape[1:3]:
+        raise DataError(f"Expected at least one image in `x` of {p}, but `x` has shape {x.shape}. {_SAVE}")
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DataError(
-            f"Expected `y` in {p} as a 1-D integer label array, but got {y.dtype} of shape {y.shape}."
+            f"Expected `y` in {p} as a 1-D integer label array, but got {y.dtype} of shape {y.shape}. "
+            "Save one integer class index per image, e.g. y=labels.astype(np.int64)."
         )
     if y.shape[0] != images.shape[0]:
         raise DataError(
             f"Expected as many labels as images in {p}, but got {images.shape[0]} images and "
-            f"{y.shape[0]} labels."
+            f"{y.shape[0]} labels. Save one label per image."
+        )
+    if int(y.min()) < 0:
+        raise DataError(
+            f"Expected labels `y` in {p} to be class indices 0..K-1, but got {int(y.min())}. "
+            "Map the classes to 0..K-1 before saving."
         )
     if classes is not None:
         names = tuple(str(c) for c in np.asarray(classes).reshape(-1))
+        if int(y.max()) >= len(names):
+            raise DataError(
+                f"Expected one name in `classes` of {p} per class (labels go up to {int(y.max())}), but got "
+                f"{len(names)} name(s). Save all K class names, or leave `classes` out to name them 0..K-1."
+            )
     else:
         k = int(y.max()) + 1 if y.size else 0
         names = tuple(str(i) for i in range(k))

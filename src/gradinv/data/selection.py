@@ -130,6 +130,11 @@ def select_indices(
             f"Expected num_images <= {len(pool)} available images, but got {n}. "
             "Use a smaller batch or a larger dataset."
         )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(
+            f"Expected the sampling `seed` ([data] seed) to be an integer >= 0, but got {seed!r}. "
+            "Use a non-negative seed, e.g. 0."
+        )
     rng = np.random.default_rng(seed)
     if composition == "unique":
         return _unique(y, pool, n, rng)
@@ -145,13 +150,26 @@ def check_labels(labels: ArrayLike, num_classes: int) -> None:
 
     >>> check_labels([0, 9], 10)
     """
+    if num_classes < 1:
+        raise ConfigError(
+            f"Expected the number of classes to be >= 1, but got num_classes = {num_classes}. Set "
+            "[model] num_classes to the number of classes, or leave it unset to take it from the data."
+        )
     y = np.asarray(labels)
     if y.size == 0:
         return
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= num_classes:
+        bad = sorted({int(v) for v in y.reshape(-1).tolist() if v < 0 or v >= num_classes})
+        shown = ", ".join(str(v) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
+        if lo < 0:
+            fix = "Map the classes to 0..K-1 (labels cannot be negative)."
+        else:
+            fix = (
+                f"Set [model] num_classes >= {hi + 1} (the largest label + 1), or leave it unset to take "
+                "the number of classes from the data source."
+            )
         raise DataError(
-            f"Expected labels in [0, {num_classes}), but got labels in [{lo}, {hi}]. "
-            f"Set model.num_classes >= {max(hi + 1, 1)} (max label + 1)"
-            + (" and use non-negative labels." if lo < 0 else ".")
+            f"Expected every label to be a class index in 0..{num_classes - 1} (num_classes = "
+            f"{num_classes}), but got label(s) {shown}. {fix}"
         )

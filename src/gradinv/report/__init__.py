@@ -6,6 +6,10 @@
     out_dir/reconstruction.png   ground truth above the matched reconstruction
     out_dir/report.html          one file: inline CSS, the PNG as a data URI, no network access
 
+Numbers, iteration counts and threat-model ratings are written for people by
+:mod:`gradinv.report.format` (metrics in their registered formats), which the CLI and the frontier
+report use too.
+
 Example (after :func:`gradinv.experiment.run_experiment`)::
 
     paths = write_report(result, "runs/idlg")
@@ -20,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gradinv.report.format import IterationCounts, format_metric, iteration_counts
 from gradinv.report.grid import image_grid, reconstruction_image, reconstruction_png
 from gradinv.report.html import render_html, write_html, write_index_html
 from gradinv.report.json_report import (
@@ -36,10 +41,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "SCHEMA_VERSION",
+    "IterationCounts",
     "ReportPaths",
     "decode_float",
     "encode_float",
+    "format_metric",
     "image_grid",
+    "iteration_counts",
     "reconstruction_image",
     "reconstruction_png",
     "render_html",

@@ -1,25 +1,32 @@
 """Image grids of ground truth and reconstructions, drawn with Pillow only (no plotting library).
 
 :func:`image_grid` lays out rows of ``(N, C, H, W)`` image tensors in ``[0, 1]``: each tile is
-upscaled by an integer factor with nearest-neighbour sampling (so pixels stay visible), optionally
-titled per row and captioned per tile in Pillow's built-in default font (no font files, works
-offline). Rows wider than ``max_cols`` tiles wrap into several groups, each group repeating every row.
+upscaled by an integer factor with nearest-neighbour sampling (so pixels stay visible; by default to
+at least :data:`MIN_TILE` = 128 px a side), optionally titled per row and captioned per tile in
+Pillow's built-in default font at :data:`TITLE_SIZE` / :data:`CAPTION_SIZE` px (no font files, works
+offline; Pillow < 10.1 falls back to its small bitmap font). Rows wider than ``max_cols`` tiles wrap
+into several groups, each group repeating every row.
 
-Layout (all in pixels; ``L`` is :func:`line_height`)::
+Layout (all in pixels; ``T`` is ``line_height(TITLE_SIZE)``, ``L`` is ``line_height(CAPTION_SIZE)``)::
 
     PAD | tile | PAD | tile | PAD ...            width  = PAD + cols * (tile_w + PAD)
-    each row: [title line L] tile [caption lines L each] PAD
+    row r: [title line T] tile [its caption lines, L each] PAD
     groups of rows are separated by an extra GROUP_GAP
+
+Each row is as tall as its own captions need (a one-line caption row is shorter than a two-line one).
 
 :func:`reconstruction_png` draws a result's ground truth above its matched reconstruction.
 
 >>> img = image_grid([torch.zeros(3, 1, 8, 8)], scale=2)
 >>> img.mode, img.size == (PAD + 3 * (16 + PAD), PAD + 16 + PAD)
 ('RGB', True)
+>>> image_grid([torch.zeros(1, 3, 32, 32)]).size == (PAD + 128 + PAD, PAD + 128 + PAD)
+True
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -33,15 +40,18 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from gradinv.errors import ConfigError, DataError
+from gradinv.report.format import format_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradinv.experiment import ExperimentResult
 
 __all__ = [
+    "CAPTION_SIZE",
     "GROUP_GAP",
     "MAX_COLS",
     "MIN_TILE",
     "PAD",
+    "TITLE_SIZE",
     "auto_scale",
     "class_name",
     "image_grid",
@@ -54,10 +64,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PAD = 4
-GROUP_GAP = 8
-MIN_TILE = 96
+PAD = 8
+GROUP_GAP = 12
+MIN_TILE = 128
 MAX_COLS = 8
+#: font sizes (px) of row titles and tile captions
+TITLE_SIZE = 16
+CAPTION_SIZE = 14
 _BACKGROUND = (255, 255, 255)
 _TEXT = (0, 0, 0)
 _TITLE = (40, 40, 120)
@@ -66,21 +79,28 @@ _PLACEHOLDER = 0.85  # gray level of a tile with no matched reconstruction
 Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
 
 
-def _font() -> Font:
-    return ImageFont.load_default()
+@functools.lru_cache(maxsize=8)
+def _font(size: int = CAPTION_SIZE) -> Font:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # pragma: no cover - Pillow < 10.1 has only the small bitmap font
+        return ImageFont.load_default()
 
 
-def line_height() -> int:
-    """Height of one text line (title or caption) in the default font, with 2 px spacing."""
-    bbox = _font().getbbox("Ag|y")
-    return int(bbox[3]) + 2
+def line_height(size: int = CAPTION_SIZE) -> int:
+    """Height of one text line in the default font at ``size`` px, with 4 px spacing."""
+    font = _font(size)
+    if isinstance(font, ImageFont.FreeTypeFont):
+        ascent, descent = font.getmetrics()
+        return int(ascent + descent) + 4
+    return int(font.getbbox("Ag|y")[3]) + 4  # pragma: no cover - bitmap font
 
 
 def auto_scale(height: int, width: int, *, min_tile: int = MIN_TILE) -> int:
     """The smallest integer factor that makes both sides of an image at least ``min_tile`` pixels.
 
-    >>> auto_scale(32, 32), auto_scale(28, 28), auto_scale(224, 224)
-    (3, 4, 1)
+    >>> auto_scale(32, 32), auto_scale(28, 28), auto_scale(16, 16), auto_scale(224, 224)
+    (4, 5, 8, 1)
     """
     return max(1, math.ceil(min_tile / max(1, min(height, width))))
 
@@ -118,20 +138,23 @@ class _Layout:
     cols: int
     groups: int
     title_h: int
-    caption_h: int
+    caption_h: tuple[int, ...]  # per row
+
+    def row_h(self, row: int) -> int:
+        return self.title_h + self.tile_h + self.caption_h[row] + PAD
 
     @property
-    def row_h(self) -> int:
-        return self.title_h + self.tile_h + self.caption_h + PAD
+    def group_h(self) -> int:
+        return sum(self.row_h(r) for r in range(len(self.caption_h)))
 
-    def size(self, n_rows: int) -> tuple[int, int]:
+    def size(self) -> tuple[int, int]:
         width = PAD + self.cols * (self.tile_w + PAD)
-        height = PAD + self.groups * n_rows * self.row_h + (self.groups - 1) * GROUP_GAP
+        height = PAD + self.groups * self.group_h + (self.groups - 1) * GROUP_GAP
         return width, height
 
-    def origin(self, group: int, row: int, n_rows: int) -> int:
+    def origin(self, group: int, row: int) -> int:
         """Top y of ``row`` in ``group``."""
-        return PAD + (group * n_rows + row) * self.row_h + group * GROUP_GAP
+        return PAD + group * (self.group_h + GROUP_GAP) + sum(self.row_h(r) for r in range(row))
 
 
 def _check_rows(rows: Sequence[Tensor]) -> tuple[int, int]:
@@ -165,7 +188,7 @@ def image_grid(
         rows: ``(N_r, C, H, W)`` tensors in ``[0, 1]`` (C = 1 or 3), all of the same H and W.
         row_titles: one title per row, drawn above the row's tiles.
         captions: per row, one caption per tile (``"\\n"`` separates lines), drawn under the tile.
-        scale: integer nearest-neighbour upscaling factor; default :func:`auto_scale` (tiles >= 96 px).
+        scale: integer nearest-neighbour upscaling factor; default :func:`auto_scale` (tiles >= 128 px).
         max_cols: tiles per line; wider rows wrap into groups that repeat every row.
     """
     h, w = _check_rows(rows)
@@ -184,29 +207,29 @@ def image_grid(
     if not isinstance(max_cols, int) or max_cols < 1:
         raise ConfigError(f"Expected `max_cols` to be an int >= 1, but got {max_cols!r}.")
     s = scale or auto_scale(h, w)
-    font = _font()
-    lh = line_height()
+    font, title_font = _font(CAPTION_SIZE), _font(TITLE_SIZE)
+    lh = line_height(CAPTION_SIZE)
     longest = max(int(r.shape[0]) for r in rows)
-    n_lines = max((len(c.split("\n")) for cs in captions or () for c in cs), default=0)
+    n_lines = [max((len(c.split("\n")) for c in caps), default=0) for caps in captions or [()] * len(rows)]
     layout = _Layout(
         tile_w=w * s,
         tile_h=h * s,
         cols=max(1, min(max_cols, longest)),
         groups=max(1, math.ceil(longest / max_cols)),
-        title_h=lh if row_titles is not None else 0,
-        caption_h=lh * n_lines,
+        title_h=line_height(TITLE_SIZE) if row_titles is not None else 0,
+        caption_h=tuple(lh * n for n in n_lines),
     )
-    canvas = Image.new("RGB", layout.size(len(rows)), _BACKGROUND)
+    canvas = Image.new("RGB", layout.size(), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for r, images in enumerate(rows):
         tiles = to_uint8(images)
         for j in range(tiles.shape[0]):
             g, col = divmod(j, layout.cols)
-            y0 = layout.origin(g, r, len(rows))
+            y0 = layout.origin(g, r)
             x0 = PAD + col * (layout.tile_w + PAD)
             if row_titles is not None and col == 0:
                 width = layout.cols * (layout.tile_w + PAD) - PAD
-                draw.text((x0, y0), _fit(row_titles[r], width, font), fill=_TITLE, font=font)
+                draw.text((x0, y0), _fit(row_titles[r], width, title_font), fill=_TITLE, font=title_font)
             tile = Image.fromarray(tiles[j]).resize((layout.tile_w, layout.tile_h), Image.Resampling.NEAREST)
             canvas.paste(tile, (x0, y0 + layout.title_h))
             if captions is not None:
@@ -226,7 +249,7 @@ def class_name(label: int, class_names: Sequence[str]) -> str:
 
 
 def _format_psnr(v: float) -> str:
-    return f"PSNR {v:.2f} dB" if math.isfinite(v) else f"PSNR {v} dB"
+    return f"PSNR {format_metric('psnr', v)} dB"
 
 
 def reconstruction_captions(result: ExperimentResult) -> tuple[list[str], list[str]]:

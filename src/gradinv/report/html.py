@@ -2,8 +2,12 @@
 
 :func:`write_html` writes the report of one experiment (threat model and what the attacker saw, the
 scenario, the attack and its parameters, metrics per image, labels, timing); :func:`write_index_html`
-an overview page linking several reports (used by ``gradinv demo``). All text is escaped with
-:func:`html.escape`; nothing is loaded from the network.
+an overview page linking several reports (used by ``gradinv demo``). Metric titles, number formats
+and the headline metrics come from the metric registry (:data:`gradinv.metrics.METRICS`). All text
+is escaped with :func:`html.escape`; nothing is loaded from the network.
+
+Numbers are written by :mod:`gradinv.report.format` (metrics in their registered format, other
+numbers with 4 significant digits), so the report, the demo index, the CLI and the frontier agree.
 
 >>> format_metric("psnr", 17.1629), format_metric("ssim", 0.463083), format_metric("psnr", float("inf"))
 ('17.16', '0.4631', 'inf')
@@ -22,7 +26,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradinv.metrics.evaluate import TITLES
+from gradinv.metrics import METRICS
+from gradinv.report.format import (
+    APPLICABILITY,
+    format_metric,
+    format_number,
+    format_seconds,
+    iteration_counts,
+)
 from gradinv.report.grid import class_name, reconstruction_image
 from gradinv.report.json_report import report_dict, to_jsonable, total_seconds
 from gradinv.threat import Knowledge
@@ -30,7 +41,16 @@ from gradinv.threat import Knowledge
 if TYPE_CHECKING:  # pragma: no cover
     from gradinv.experiment import ExperimentResult
 
-__all__ = ["format_metric", "html_page", "metric_title", "render_html", "write_html", "write_index_html"]
+__all__ = [
+    "applicability_legend",
+    "format_metric",
+    "html_page",
+    "metric_title",
+    "reason_html",
+    "render_html",
+    "write_html",
+    "write_index_html",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +62,12 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.8em;border
 th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f4f4f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .kpi{display:inline-block;margin:0 1.5em .5em 0}.kpi b{font-size:1.4em;display:block}
-.ok{color:#117a32}.bad{color:#b3261e}.note{color:#666;font-size:.9em}
+.ok{color:#117a32}.bad{color:#b3261e}.note{color:#666;font-size:.9em}.nowrap{white-space:nowrap}
+.stars{color:#a86b00;letter-spacing:.08em;font-size:1.1em}
 img.grid{image-rendering:pixelated;border:1px solid #ddd;max-width:100%}
 pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.85em}code{font-size:.9em}
 svg.loss{border:1px solid #ddd;background:#fff}
 """
-
-_TITLE_OVERRIDES = {"stlpips": "ST-LPIPS (not LPIPS)"}
 
 
 class _Raw(str):
@@ -75,36 +94,33 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]], *, numeric: 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _kv(items: Iterable[tuple[str, object]], header: tuple[str, str] = ("item", "value")) -> str:
-    return _table(header, ((k, _plain(v)) for k, v in items))
+def _kv(
+    items: Iterable[tuple[str, object]], header: tuple[str, str] = ("item", "value"), *, exact: bool = False
+) -> str:
+    return _table(header, ((k, _plain(v, exact=exact)) for k, v in items))
 
 
-def _plain(value: object) -> str:
-    """A value as short text: lists comma-joined, None as an em dash."""
+def _plain(value: object, *, exact: bool = False) -> str:
+    """A value as short text: lists comma-joined, None as an em dash, booleans as yes / no, measured
+    floats with 4 significant digits (``exact``: as configured, e.g. a parameter ``1.0``)."""
     v = to_jsonable(value)
     if v is None:
         return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, list):
-        return ", ".join(_plain(x) for x in v) if v else "—"
+        return ", ".join(_plain(x, exact=exact) for x in v) if v else "—"
     if isinstance(v, dict):
         return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, float):
-        return f"{v:.6g}"
+    if isinstance(v, float) or v in ("inf", "-inf", "nan"):
+        return repr(float(v)) if exact else format_number(float(v))
     return str(v)
 
 
-def metric_title(name: str, title: str) -> str:
-    """The display title of a metric; ST-LPIPS is always marked as not being LPIPS."""
-    return _TITLE_OVERRIDES.get(name, title)
-
-
-def format_metric(name: str, value: float) -> str:
-    """A metric value as shown in reports: PSNR with 2 decimals, others with 4 significant digits,
-    non-finite values as ``inf``, ``-inf``, ``nan``."""
-    v = float(value)
-    if not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return f"{v:.2f}" if name == "psnr" else f"{v:.4g}"
+def metric_title(name: str, title: str | None = None) -> str:
+    """The display title of a registered metric with its caveat (ST-LPIPS is always marked as not
+    being LPIPS); ``title`` (default: ``name``) for a name the registry does not know."""
+    return METRICS[name].display_title if name in METRICS else (title or name)
 
 
 def html_page(title: str, body: str) -> str:
@@ -135,7 +151,10 @@ def _loss_svg(history: Sequence[float], *, width: int = 360, height: int = 90) -
         for i, y in enumerate(ys)
     )
     scale = "log scale" if log else "linear scale"
-    label = f"loss {vals[0]:.4g} → {vals[-1]:.4g} over {len(vals)} recorded steps ({scale})"
+    label = (
+        f"best loss {format_number(vals[0])} → {format_number(vals[-1])} over {len(vals)} recorded "
+        f"points ({scale})"
+    )
     return (
         f'<figure><svg class="loss" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{_e(label)}">'
@@ -168,10 +187,19 @@ def _metrics_section(result: ExperimentResult) -> str:
         out.append(
             _table(
                 ("metric", "reason"),
-                ((metric_title(k, TITLES.get(k, k)), r) for k, r in ev.unavailable.items()),
+                ((metric_title(k), _Raw(reason_html(r))) for k, r in ev.unavailable.items()),
             )
         )
     return "\n".join(out)
+
+
+def reason_html(text: str) -> str:
+    """A long explanation (why a metric is unavailable) as escaped HTML: its first sentence, the
+    rest folded away in ``<details>``."""
+    first, sep, rest = text.partition(". ")
+    if not sep or not rest.strip():
+        return _e(text)
+    return f"{_e(first)}.<details><summary>more</summary>{_e(rest)}</details>"
 
 
 def _labels_section(result: ExperimentResult) -> str:
@@ -206,22 +234,55 @@ def _labels_section(result: ExperimentResult) -> str:
     )
 
 
+def _stars(rating: str) -> str:
+    """``"**"`` -> ``"★★☆"`` (the SoK's notation); other ratings unchanged."""
+    if rating and set(rating) == {"*"} and len(rating) <= 3:
+        return "★" * len(rating) + "☆" * (3 - len(rating))
+    return rating
+
+
+def applicability_legend(current: str = "") -> str:
+    """The threat-model applicability ratings and their meaning as an HTML list (``current`` in bold)."""
+    items = []
+    for rating, meaning in APPLICABILITY.items():
+        text = f'<span class="stars">{_e(_stars(rating))}</span> {_e(meaning)}'
+        items.append(f"<li><b>{text}</b> (this report)</li>" if rating == current else f"<li>{text}</li>")
+    return (
+        '<p class="note">Applicability is the real-world applicability rating of threat models A–H in '
+        "Carletti et al., <i>SoK: Gradient Inversion Attacks in Federated Learning</i> (USENIX Security "
+        "2025): how realistic an attacker with this knowledge is, and how easily it is noticed.</p>"
+        f'<ul class="note">{"".join(items)}</ul>'
+    )
+
+
+def _granted(tm: Any, k: Knowledge) -> _Raw:
+    if k in tm.grants:
+        return _Raw('<span class="ok nowrap">granted</span>')
+    if tm.allows(k):
+        return _Raw('<span class="ok nowrap">granted</span> (with client data distribution)')
+    return _Raw('<span class="note nowrap">not granted</span>')
+
+
 def _threat_section(result: ExperimentResult) -> str:
     tm = result.threat
-    order = list(Knowledge)
-    flags = sorted(tm.grants, key=order.index)
+    rating = ""
+    if tm.applicability:
+        meaning = APPLICABILITY.get(tm.applicability)
+        rating = f' · applicability <span class="stars">{_e(_stars(tm.applicability))}</span>' + (
+            f" <b>{_e(meaning)}</b>" if meaning else ""
+        )
     return "\n".join(
         [
             "<h2>Threat model</h2>",
-            f"<p><b>{_e(tm.id)}</b> — {_e(tm.name)}"
-            + (
-                f' <span class="note">(applicability {_e(tm.applicability)})</span>'
-                if tm.applicability
-                else ""
-            )
-            + "</p>",
-            "<h3>Granted knowledge</h3>",
-            _table(("flag", "knowledge", "exposes"), ((k.value, k.label, k.exposes) for k in flags)),
+            f"<p><b>{_e(tm.id)}</b> — {_e(tm.name)}{rating}</p>",
+            applicability_legend(tm.applicability) if tm.applicability else "",
+            "<h3>Knowledge flags</h3>",
+            '<p class="note">What each flag of the threat model gives the attacker; only granted flags '
+            "reach the attacker's view below.</p>",
+            _table(
+                ("flag", "status", "exposes to the attacker"),
+                ((k.value, _granted(tm, k), k.exposes) for k in Knowledge),
+            ),
             "<h3>What the attacker's view contained</h3>",
             _kv(((str(k), v) for k, v in result.view.items()), ("field", "value")),
         ]
@@ -260,13 +321,18 @@ def _scenario_section(result: ExperimentResult) -> str:
 
 def _attack_section(result: ExperimentResult) -> str:
     a, res = result.attack, result.result
+    counts = iteration_counts(res, family=a.family)
     items: list[tuple[str, object]] = [
         ("name", a.name),
         ("title", a.title),
         ("family", a.family),
         ("paper", a.paper),
         ("requires", [r.knowledge.value for r in a.requirements()]),
-        ("iterations", res.iterations),
+        ("iterations", counts.text),
+        (
+            f"time per {counts.per}",
+            f"{format_number(res.seconds_per_iteration * 1000)} ms ({format_seconds(res.seconds)} s in all)",
+        ),
         ("interrupted", "yes (Ctrl-C: best result so far)" if res.interrupted else "no"),
         ("best candidate", res.best_candidate),
     ]
@@ -274,7 +340,7 @@ def _attack_section(result: ExperimentResult) -> str:
         "<h2>Attack</h2>",
         _kv(items),
         "<h3>Parameters</h3>",
-        _kv(res.parameters.items(), ("parameter", "value")),
+        _kv(res.parameters.items(), ("parameter", "value"), exact=True),
     ]
     if res.notes:
         out.append("<h3>Notes</h3>")
@@ -286,22 +352,22 @@ def _attack_section(result: ExperimentResult) -> str:
 
 
 def _timing_section(result: ExperimentResult) -> str:
-    rows = [(k, f"{float(v):.4g}") for k, v in result.timing.items()]
-    rows.append(("total_seconds", f"{total_seconds(result.timing):.4g}"))
+    rows = [(k, format_seconds(v)) for k, v in result.timing.items()]
+    rows.append(("total_seconds", format_seconds(total_seconds(result.timing))))
     return "<h2>Timing</h2>\n" + _table(("stage", "value"), rows, numeric=(1,))
 
 
 def _kpis(result: ExperimentResult) -> str:
     ev = result.evaluation
     parts = []
-    for key in ("psnr", "ssim", "lpips", "stlpips", "label_accuracy"):
+    for key in (name for name, spec in METRICS.items() if spec.headline):
         if key in ev.metrics:
             m = ev.metrics[key]
             parts.append(
                 f'<span class="kpi"><b>{_e(format_metric(key, m.mean))}</b>{_e(metric_title(key, m.title))}'
                 "</span>"
             )
-    parts.append(f'<span class="kpi"><b>{total_seconds(result.timing):.3g}</b>seconds</span>')
+    parts.append(f'<span class="kpi"><b>{format_seconds(total_seconds(result.timing))}</b>seconds</span>')
     return "<p>" + "".join(parts) + "</p>"
 
 
@@ -326,7 +392,9 @@ def render_html(
         f'<img class="grid" src="{_png_data_uri(png)}" alt="ground truth (top) and matched '
         f'reconstruction (bottom)">',
         '<p class="note">Top: ground truth with its class. Bottom: the matched reconstruction with '
-        "its recovered label (ok / x against the truth) and PSNR.</p>",
+        "its recovered label ([ok] / [x] against the true label) and its PSNR; a gray tile marks a "
+        "ground-truth image with no matched reconstruction. Tiles are upscaled with nearest-neighbour "
+        "sampling (pixels stay visible).</p>",
         _metrics_section(result),
         _labels_section(result),
         _threat_section(result),
@@ -358,7 +426,7 @@ def write_html(
 
 
 def _mean_cell(metrics: Mapping[str, Any], name: str) -> str:
-    return format_metric(name, metrics[name].mean) if name in metrics else "n/a"
+    return format_metric(name, metrics[name].mean) if name in metrics else "—"
 
 
 def write_index_html(
@@ -384,7 +452,7 @@ def write_index_html(
                 _mean_cell(m, "psnr"),
                 _mean_cell(m, "ssim"),
                 _mean_cell(m, "label_accuracy"),
-                f"{total_seconds(result.timing):.3g}",
+                format_seconds(total_seconds(result.timing)),
             )
         )
     body = "\n".join(
@@ -398,9 +466,9 @@ def write_index_html(
                     "attack",
                     "threat model",
                     "images",
-                    "PSNR (dB)",
-                    "SSIM",
-                    "label accuracy",
+                    METRICS["psnr"].heading,
+                    METRICS["ssim"].heading,
+                    METRICS["label_accuracy"].heading,
                     "seconds",
                 ),
                 rows,

@@ -30,6 +30,7 @@ import torch
 import gradinv
 from gradinv.config import to_nested
 from gradinv.errors import DataError
+from gradinv.report.format import iteration_counts
 from gradinv.threat import Knowledge
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -186,6 +187,7 @@ def report_dict(result: ExperimentResult, *, created: datetime | None = None) ->
             "notes": list(res.notes),
             "interrupted": res.interrupted,
             "iterations": res.iterations,
+            "iteration_counts": iteration_counts(res, family=attack.family).to_dict(),
             "best_candidate": res.best_candidate,
             "candidate_losses": list(rec.candidate_losses),
             "loss_history": list(res.loss_history),

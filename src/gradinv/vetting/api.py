@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from gradinv.errors import ModelError
+from gradinv.errors import GradinvError, ModelError, UpdateError
 from gradinv.types import ModelUpdate
 from gradinv.vetting import checks
 from gradinv.vetting.findings import Finding, VetReport
@@ -41,16 +42,35 @@ def _as_checked(t: Tensor) -> Tensor:
     return t.double() if t.is_floating_point() else t
 
 
-def _state(model: ModelLike, what: str) -> dict[str, Tensor]:
+def _finite(state: dict[str, Tensor], what: str, error: type[GradinvError] = ModelError) -> dict[str, Tensor]:
+    """``state`` when every floating tensor is finite; otherwise one error naming the tensors."""
+    bad = [
+        (k, int((~torch.isfinite(v)).sum()), v.numel())
+        for k, v in state.items()
+        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        shown = ", ".join(f"{k!r} ({n} of {total} values)" for k, n, total in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise error(
+            f"Expected finite numbers in the {what}, but {len(bad)} tensor(s) hold NaN or inf: "
+            f"{shown}{more}. "
+            "No vetting check can say anything sound about them; a diverged training run or a corrupted "
+            "file produces these. Vet the model you actually received (and the update you would send)."
+        )
+    return state
+
+
+def _state(model: ModelLike, what: str, error: type[GradinvError] = ModelError) -> dict[str, Tensor]:
     if isinstance(model, nn.Module):
-        return {k: _as_checked(v) for k, v in model.state_dict().items()}
+        return _finite({k: _as_checked(v) for k, v in model.state_dict().items()}, what, error)
     if isinstance(model, Mapping) and all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in model.items()
     ):
         if not model:
-            raise ModelError(f"Expected the {what} to hold at least one tensor, but it is empty.")
-        return {k: _as_checked(v) for k, v in model.items()}
-    raise ModelError(
+            raise error(f"Expected the {what} to hold at least one tensor, but it is empty.")
+        return _finite({k: _as_checked(v) for k, v in model.items()}, what, error)
+    raise error(
         f"Expected the {what} as an nn.Module or a state_dict (a mapping of names to tensors), but got "
         f"{type(model).__name__}."
     )
@@ -97,6 +117,8 @@ def vet(
     how it changed since ``previous``, whether the models ``others`` received are identical, and the
     client's own ``update`` (gradient or weight delta) after training on it. Returns a
     :class:`VetReport`; an empty report means no check found anything, not that the model is safe.
+    A model (:class:`~gradinv.errors.ModelError`) or update (:class:`~gradinv.errors.UpdateError`)
+    holding NaN or inf is refused, naming the tensors: no check can judge it.
 
     >>> from gradinv.models import build_model
     >>> model = build_model("mlp", num_classes=10, image_size=8, seed=0)
@@ -152,7 +174,11 @@ def vet(
     else:
         skipped["consistency"] = "no other clients' models given"
     if update is not None:
-        upd = dict(update.params) if isinstance(update, ModelUpdate) else _state(update, "update")
+        upd = (
+            _finite(dict(update.params), "update", UpdateError)
+            if isinstance(update, ModelUpdate)
+            else _state(update, "update", UpdateError)
+        )
         found += checks.check_update(upd)
         ran.append("update")
     else:
