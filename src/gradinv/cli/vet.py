@@ -65,21 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _finite(state: dict[str, Any], path: Path, flag: str) -> dict[str, Any]:
     """Refuse a file whose tensors hold NaN or inf: no check can say anything sound about it."""
-    import torch
+    from gradinv.vetting.api import require_finite
 
-    bad = [
-        (k, int((~torch.isfinite(v)).sum()), v.numel())
-        for k, v in state.items()
-        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
-    ]
-    if bad:
-        shown = ", ".join(f"{k!r} ({n} of {total})" for k, n, total in bad[:3])
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise UpdateError(
-            f"Expected finite numbers in {flag} {str(path)!r}, but {len(bad)} tensor(s) hold NaN or inf: "
-            f"{shown}{more}. A diverged training run or a corrupted file produces these; vet the file "
-            "you actually received or would send."
-        )
+    tensors = {k: v for k, v in state.items() if hasattr(v, "is_floating_point")}
+    require_finite(tensors, f"file {str(path)!r} given to {flag}", UpdateError)
     return state
 
 

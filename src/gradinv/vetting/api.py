@@ -42,7 +42,9 @@ def _as_checked(t: Tensor) -> Tensor:
     return t.double() if t.is_floating_point() else t
 
 
-def _finite(state: dict[str, Tensor], what: str, error: type[GradinvError] = ModelError) -> dict[str, Tensor]:
+def require_finite(
+    state: dict[str, Tensor], what: str, error: type[GradinvError] = ModelError
+) -> dict[str, Tensor]:
     """``state`` when every floating tensor is finite; otherwise one error naming the tensors."""
     bad = [
         (k, int((~torch.isfinite(v)).sum()), v.numel())
@@ -63,13 +65,13 @@ def _finite(state: dict[str, Tensor], what: str, error: type[GradinvError] = Mod
 
 def _state(model: ModelLike, what: str, error: type[GradinvError] = ModelError) -> dict[str, Tensor]:
     if isinstance(model, nn.Module):
-        return _finite({k: _as_checked(v) for k, v in model.state_dict().items()}, what, error)
+        return require_finite({k: _as_checked(v) for k, v in model.state_dict().items()}, what, error)
     if isinstance(model, Mapping) and all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in model.items()
     ):
         if not model:
             raise error(f"Expected the {what} to hold at least one tensor, but it is empty.")
-        return _finite({k: _as_checked(v) for k, v in model.items()}, what, error)
+        return require_finite({k: _as_checked(v) for k, v in model.items()}, what, error)
     raise error(
         f"Expected the {what} as an nn.Module or a state_dict (a mapping of names to tensors), but got "
         f"{type(model).__name__}."
@@ -175,7 +177,7 @@ def vet(
         skipped["consistency"] = "no other clients' models given"
     if update is not None:
         upd = (
-            _finite(dict(update.params), "update", UpdateError)
+            require_finite(dict(update.params), "update", UpdateError)
             if isinstance(update, ModelUpdate)
             else _state(update, "update", UpdateError)
         )
