@@ -12,6 +12,7 @@ ground truth (one round, or a round inside multi-round training) and calls this 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import torch
@@ -74,7 +75,7 @@ class ScoredAttack:
     result: AttackResult
     target: Batch
     evaluation: Evaluation
-    seconds: dict[str, float]
+    seconds: Mapping[str, float]
 
     @property
     def interrupted(self) -> bool:
