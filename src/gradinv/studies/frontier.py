@@ -60,7 +60,6 @@ from gradinv.studies.frontier_config import AttackEntry, FrontierConfig, Point, 
 from gradinv.types import Batch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gradinv.attacks.base import Attack
     from gradinv.data.dataset import ImageDataset
     from gradinv.defenses.base import Defense
     from gradinv.types import GroundTruth
@@ -221,20 +220,13 @@ def _thumbnail(truth: Tensor, recon: Tensor) -> str:
 
 
 def _attacked_round(
-    attack: Attack, truth: GroundTruth, cfg: FrontierConfig, defenses: Sequence[Defense]
+    server: MaliciousServer | None, truth: GroundTruth, cfg: FrontierConfig, defenses: Sequence[Defense]
 ) -> GroundTruth:
-    """The victim's round as ``attack`` meets it. A passive attack observes the round of the honest
-    training; an active one runs the server of that same round instead (the same global model,
-    clients, batches and defenses), crafting the models it sends (:class:`MaliciousServer`)."""
-    if not attack.active:
+    """The victim's round as the attack meets it. A passive attack (no ``server``) observes the round
+    of the honest training; an active one runs the server of that same round instead (the same global
+    model, clients, batches and defenses), crafting the models it sends."""
+    if server is None:
         return truth
-    server = MaliciousServer(
-        attack,
-        cfg.threat.resolve(),
-        num_classes=truth.num_classes,
-        aggregator=cfg.fl.aggregation,
-        options=cfg.fl.aggregation_options,
-    )
     return simulate_round(
         truth.model,
         truth.batches,
@@ -287,8 +279,19 @@ def _attack_record(
     threat = cfg.threat.resolve()
     runs: list[ScoredAttack] = []
     try:
+        server = (
+            MaliciousServer(
+                attack,
+                threat,
+                num_classes=truths[0].num_classes,
+                aggregator=cfg.fl.aggregation,
+                options=cfg.fl.aggregation_options,
+            )
+            if attack.active
+            else None
+        )
         for truth in truths:
-            attacked = _attacked_round(attack, truth, cfg, defenses)
+            attacked = _attacked_round(server, truth, cfg, defenses)
             for m in (attacked.model, *(attacked.client_models or ())):
                 reseed(m, cfg.victim.seed)  # models that sample (PRECODE): every attack, the same stream
             scored = attack_and_score(attacked, attack, threat, cfg.metrics, progress=progress, device=device)
