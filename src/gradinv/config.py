@@ -17,11 +17,15 @@ A minimal file::
     [attack]
     name = "dlg"
     iterations = 300
+
+An optional ``[pretrain]`` section trains the global model with FedAvg for ``rounds`` rounds before
+the attacked round (:class:`PretrainConfig`; default: no training, the model as initialised).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +49,7 @@ __all__ = [
     "ExperimentConfig",
     "MetricsConfig",
     "ModelConfig",
+    "PretrainConfig",
     "RunConfig",
     "ServerConfig",
     "ThreatConfig",
@@ -187,6 +192,62 @@ class DefenseSpec:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    """FedAvg training of the global model before the attacked round (default: none).
+
+    ``rounds`` = 0 attacks the model as initialised; R > 0 first trains R rounds of FedAvg
+    (:func:`gradinv.fl.training.train_federated`), so the attacked round is round R. ``clients``
+    training clients hold ``images_per_client`` rows each on average (``split`` ``iid``: exactly;
+    ``dirichlet``: label-skewed with ``alpha``), ``clients_per_round`` of them (default: all) train
+    in each round with the experiment's ``[training]`` (FedSGD: one gradient over each client's
+    samples) through the experiment's honest server. ``test_images`` held-out rows measure the
+    test accuracy (0: no test) every ``eval_every`` rounds and after the last. With ``defended``
+    the client-side ``[[defenses]]`` run on every training client too (model-stage ones, such as
+    PRECODE, shape the model itself and so always apply). Every row comes from ``[data] source``,
+    disjoint from the attacked round's clients and from each other; rows, split, clients per round
+    and the clients' private randomness derive from ``seed``, so for the same seeds the model after
+    R rounds is the model a longer training has after its first R rounds."""
+
+    rounds: int = 0
+    clients: int = 10
+    clients_per_round: int | None = None
+    images_per_client: int = 32
+    split: Literal["iid", "dirichlet"] = "iid"
+    alpha: float = 0.5
+    test_images: int = 0
+    defended: bool = True
+    seed: int = 0
+    eval_every: int = 1
+
+    def __post_init__(self) -> None:
+        check_int("rounds", self.rounds, minimum=0, fix="Use 0 to attack the model as initialised.")
+        check_int("clients", self.clients, minimum=1)
+        if self.clients_per_round is not None:
+            check_int(
+                "clients_per_round",
+                self.clients_per_round,
+                minimum=1,
+                maximum=self.clients,
+                fix="Leave it unset for every client in every round, or raise `clients`.",
+            )
+        check_int("images_per_client", self.images_per_client, minimum=1)
+        check_choice("split", self.split, ("iid", "dirichlet"))
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+            raise ConfigError(
+                f"Expected `alpha` to be a finite number > 0, but got {self.alpha!r}. "
+                "Smaller values give more label-skewed clients (e.g. 0.5)."
+            )
+        check_int("test_images", self.test_images, minimum=0, fix="Use 0 for no test set.")
+        check_int("seed", self.seed, minimum=0, fix="Use a non-negative seed.")
+        check_int("eval_every", self.eval_every, minimum=1)
+
+    @property
+    def train_images(self) -> int:
+        """The training clients' rows in all (none without rounds)."""
+        return self.clients * self.images_per_client if self.rounds > 0 else 0
+
+
+@dataclass(frozen=True)
 class RunConfig:
     device: str = "auto"
     out: str = "gradinv-out"
@@ -205,6 +266,7 @@ class ExperimentConfig:
     defenses: tuple[DefenseSpec, ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return as_dict(self)
@@ -217,6 +279,7 @@ _SECTIONS = {
     "threat": ThreatConfig,
     "metrics": MetricsConfig,
     "run": RunConfig,
+    "pretrain": PretrainConfig,
 }
 _ALL_SECTIONS = (*_SECTIONS, "model", "attack", "defenses")
 
@@ -315,8 +378,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def to_nested(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The inverse of :func:`parse_config` (model options and attack params flattened back)."""
+    """The inverse of :func:`parse_config` (model options and attack params flattened back).
+
+    ``[pretrain]`` is left out while it is the default (no pretraining), so a config without it
+    nests (and hashes, e.g. a study trial's key) as it did before the section existed."""
     d = cfg.to_dict()
+    if cfg.pretrain == PretrainConfig():
+        d.pop("pretrain")
     model = d["model"]
     model.update(model.pop("options"))
     attack = d["attack"]

@@ -1,18 +1,27 @@
 """The end-to-end data path of one experiment::
 
-    config ─► Scenario (data, victim batch, other clients, model)
+    config ─► Scenario (data, victim batch, other clients, model
+                        [─► R rounds of FedAvg on other clients' rows: train_federated])
            ─► run_round(server) ─► GroundTruth
            ─► attack_and_score: observe(truth, threat) ─► AttackerView ─► Attack.reconstruct(view)
                                 ─► evaluate(reconstruction, target) ─► ExperimentResult
 
 The attack sees only the view; :mod:`gradinv.pipeline` holds the one attack-and-score stage.
+
+With ``[pretrain] rounds`` = R > 0 the global model is first trained for R FedAvg rounds
+(:func:`gradinv.fl.training.train_federated`, through the experiment's honest server; a malicious
+server acts only in the attacked round, round R) on training clients whose rows are disjoint from
+the attacked round's clients and from the held-out test rows (``[pretrain] test_images``).
+:func:`dry_run` selects those rows (so a source too small fails there) but trains nothing: what it
+checks (shapes, the threat model, the attacker's view) does not depend on the weights.
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +35,8 @@ from gradinv.defenses import Defense, DefenseChain
 from gradinv.device import resolve_device
 from gradinv.errors import ConfigError
 from gradinv.fl import MaliciousServer, Server, simulate_round
+from gradinv.fl.client import ClientHooks
+from gradinv.fl.training import FederatedConfig, RoundLog, evaluate_accuracy, train_federated
 from gradinv.metrics.evaluate import Evaluation
 from gradinv.models import MODELS, build_model, count_parameters
 from gradinv.pipeline import CheckedAttack, References, attack_and_score, check_attack
@@ -35,6 +46,7 @@ from gradinv.types import AttackerView, AttackResult, Batch, GroundTruth
 __all__ = [
     "DryRun",
     "ExperimentResult",
+    "Pretraining",
     "Scenario",
     "build_scenario",
     "describe_view",
@@ -46,8 +58,35 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class Pretraining:
+    """What ``[pretrain]`` did before the attacked round.
+
+    ``rounds`` FedAvg rounds were configured; ``trained`` is False when none ran (``rounds`` = 0, or
+    a dry run, which selects the rows but does not train). ``train_indices`` / ``test_indices`` are
+    the rows of the source the training clients held / the test set. ``test_accuracy`` is that of
+    the attacked model (the trained one, or the initial one when ``rounds`` = 0) on the test rows
+    (None without them or when nothing was measured); ``history`` has one :class:`RoundLog` per round."""
+
+    rounds: int
+    trained: bool
+    train_indices: tuple[int, ...] = ()
+    test_indices: tuple[int, ...] = ()
+    test_accuracy: float | None = None
+    history: tuple[RoundLog, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def accuracy_history(self) -> list[float | None]:
+        """Test accuracy after each round (None in rounds without evaluation; empty without a test set)."""
+        if not self.test_indices:
+            return []
+        return [h.test_accuracy if h.evaluated else None for h in self.history]
+
+
+@dataclass(frozen=True)
 class Scenario:
-    """The materialised scenario: data, each client's batch, the global model, local training."""
+    """The materialised scenario: data, each client's batch, the global model (after ``[pretrain]``),
+    local training."""
 
     config: ExperimentConfig
     dataset: ImageDataset
@@ -57,6 +96,7 @@ class Scenario:
     num_classes: int
     normalization: str
     defenses: tuple[Defense, ...] = ()
+    pretraining: Pretraining | None = None
 
 
 def _victim_count(cfg: ExperimentConfig) -> int:
@@ -73,8 +113,103 @@ def _victim_count(cfg: ExperimentConfig) -> int:
     return cfg.training.batch_size or 1
 
 
-def build_scenario(cfg: ExperimentConfig, *, device: torch.device | str = "cpu") -> Scenario:
-    """Load the data, pick every client's samples, build the model (nothing trained yet)."""
+def _pretrain_rows(cfg: ExperimentConfig, num_rows: int, used: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The ``[pretrain]`` rows (training clients', test), disjoint from ``used`` and each other.
+
+    One seeded permutation of the free rows: the test rows first, then the training rows, so the
+    same seeds give the same test set and training data whatever ``rounds`` is."""
+    p = cfg.pretrain
+    n_test, n_train = p.test_images, p.train_images
+    need = n_test + n_train
+    if need == 0:
+        return [], []
+    pool = np.setdiff1d(np.arange(num_rows), np.asarray(sorted(set(used)), dtype=np.int64))
+    if need > len(pool):
+        parts = []
+        if n_train:
+            parts.append(
+                f"clients x images_per_client = {p.clients} x {p.images_per_client} = {n_train} for training"
+            )
+        if n_test:
+            parts.append(f"test_images = {n_test} for testing")
+        raise ConfigError(
+            f"Expected [data] source {cfg.data.source!r} to have {need} rows for [pretrain] "
+            f"({' + '.join(parts)}), but only {len(pool)} of its {num_rows} rows are left after the "
+            f"attacked round's {len(set(used))} client rows. Lower [pretrain] "
+            + ("clients, images_per_client or test_images" if n_train else "test_images")
+            + ", or use a larger source."
+        )
+    perm = np.random.default_rng(p.seed).permutation(pool)
+    return sorted(int(i) for i in perm[n_test:need]), sorted(int(i) for i in perm[:n_test])
+
+
+class _ClientSide:
+    """A defense as the training clients apply it: its client hooks, no model transform (the
+    scenario's model went through every model-stage defense already)."""
+
+    def __init__(self, defense: Defense) -> None:
+        self.defense = defense
+        self.name = defense.name
+        self.stage = defense.stage
+
+    def transform_model(self, model: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
+        return model
+
+    def client_hooks(self) -> ClientHooks:
+        return self.defense.client_hooks()
+
+
+def _pretrain(
+    sc: Scenario, train: Batch | None, test: Batch | None, *, run: bool, device: torch.device, started: float
+) -> Scenario:
+    """``sc`` with its model trained for ``[pretrain] rounds`` FedAvg rounds (when ``run``)."""
+    cfg = sc.config
+    p = cfg.pretrain
+    train_idx = tuple(train.indices) if train is not None else ()
+    test_idx = tuple(test.indices) if test is not None else ()
+    if not run or p.rounds == 0 or train is None:
+        acc = None
+        if run and test is not None:  # on a copy: sampling layers' streams stay where they are
+            acc = evaluate_accuracy(copy.deepcopy(sc.model), test.to(device)).accuracy
+        record = Pretraining(p.rounds, False, train_idx, test_idx, acc, seconds=time.perf_counter() - started)
+        return replace(sc, pretraining=record)
+    # FedSGD: one gradient over each training client's samples (their counts differ under a dirichlet split)
+    training = cfg.training if cfg.training.protocol == "fedavg" else replace(cfg.training, batch_size=None)
+    federation = FederatedConfig(
+        num_clients=p.clients,
+        rounds=p.rounds,
+        clients_per_round=p.clients_per_round,
+        split=p.split,
+        alpha=float(p.alpha),
+        seed=p.seed,
+        eval_every=p.eval_every,
+        aggregation=cfg.server.aggregation,
+        aggregation_options=cfg.server.aggregation_options,
+    )
+    # fresh defense objects: nothing a defense keeps from training reaches the attacked round
+    defenses = tuple(_ClientSide(spec.build()) for spec in cfg.defenses) if p.defended else ()
+    fed = train_federated(
+        sc.model,
+        train,
+        test,
+        training,
+        federation,
+        defenses=defenses,
+        server=server_for(sc),  # honest: a malicious server acts only in the attacked round
+        device=device,
+    )
+    acc = fed.final_accuracy if test is not None else None
+    seconds = time.perf_counter() - started
+    record = Pretraining(p.rounds, True, train_idx, test_idx, acc, fed.history, seconds)
+    return replace(sc, model=fed.model, pretraining=record)
+
+
+def build_scenario(
+    cfg: ExperimentConfig, *, device: torch.device | str = "cpu", pretrain: bool = True
+) -> Scenario:
+    """Load the data, pick every client's samples, build the model, and train it for
+    ``[pretrain] rounds`` FedAvg rounds (none by default). ``pretrain=False`` selects the
+    pretraining rows but trains nothing (a dry run)."""
     dev = resolve_device(device)
     ds = load_source(cfg.data.source, download=cfg.data.download)
     spec = MODELS.get(cfg.model.name)
@@ -123,7 +258,7 @@ def build_scenario(cfg: ExperimentConfig, *, device: torch.device | str = "cpu")
     gen = torch.Generator().manual_seed(cfg.model.seed)  # their new layers come from the model's seed
     for d in defenses:  # model-stage defenses (e.g. PRECODE) change the model every party uses
         model = d.transform_model(model, generator=gen).to(dev)
-    return Scenario(
+    sc = Scenario(
         config=cfg,
         dataset=ds,
         batches=tuple(batches),
@@ -133,6 +268,20 @@ def build_scenario(cfg: ExperimentConfig, *, device: torch.device | str = "cpu")
         normalization=normalization.name,
         defenses=defenses,
     )
+    started = time.perf_counter()
+    train_idx, test_idx = _pretrain_rows(cfg, len(ds), used)
+    if not (train_idx or test_idx):
+        return replace(sc, pretraining=Pretraining(cfg.pretrain.rounds, False))
+
+    def rows(idx: list[int]) -> Batch | None:
+        if not idx:
+            return None
+        check_labels(ds.labels[np.asarray(idx)], num_classes)
+        return ds.to_batch(
+            idx, image_size=cfg.data.image_size, channels=channels, normalization=normalization
+        )
+
+    return _pretrain(sc, rows(train_idx), rows(test_idx), run=pretrain, device=dev, started=started)
 
 
 def _surrogate(sc: Scenario) -> ImageDataset | None:
@@ -188,6 +337,7 @@ def simulate(sc: Scenario, *, threat: ThreatModel | None = None, attack: Attack 
         server=server,
         hooks=hooks,
         victim=cfg.server.victim,
+        round_index=cfg.pretrain.rounds,  # the attacked round follows the pretraining rounds
         surrogate=surrogate,
     )
 
@@ -237,10 +387,14 @@ class DryRun:
 
 
 def dry_run(cfg: ExperimentConfig) -> DryRun:
-    """Build the scenario on the CPU, run the round, observe it and check the attack; no attack runs."""
+    """Build the scenario on the CPU, run the round, observe it and check the attack; no attack runs.
+
+    ``[pretrain]`` rows are selected (a source too small fails here) but no training runs: the round
+    is simulated on the model as initialised (``scenario.pretraining.trained`` is False), which has
+    the shapes, and so the checks, of the trained one."""
     threat = cfg.threat.resolve()
     attack = cfg.attack.build()
-    sc = build_scenario(cfg, device="cpu")
+    sc = build_scenario(cfg, device="cpu", pretrain=False)
     truth = simulate(sc, threat=threat, attack=attack)
     return DryRun(sc, check_attack(truth, attack, threat))
 
@@ -276,6 +430,7 @@ def run_experiment(
     t0 = time.perf_counter()
     sc = build_scenario(cfg, device=dev)
     t1 = time.perf_counter()
+    pre = sc.pretraining or Pretraining(cfg.pretrain.rounds, False)
     truth = simulate(sc, threat=threat, attack=attack)
     t2 = time.perf_counter()
     scored = attack_and_score(
@@ -309,10 +464,14 @@ def run_experiment(
         "defenses": [d.name for d in sc.defenses],
         "client_info": dict(victim.info),
         "crafted_models": truth.client_models is not None,
+        "pretrain_rounds": cfg.pretrain.rounds,
+        "test_accuracy": pre.test_accuracy,
+        "train_history": pre.accuracy_history,
         "device": str(dev),
     }
     timing = {
-        "scenario_seconds": t1 - t0,
+        "scenario_seconds": t1 - t0 - pre.seconds,
+        "pretrain_seconds": pre.seconds,
         "round_seconds": t2 - t1,
         "attack_seconds": result.seconds,
         "attack_wall_seconds": scored.seconds["attack"],

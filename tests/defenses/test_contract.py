@@ -6,12 +6,13 @@ Adding a defense: add a row to ``ROWS`` (its name and small, fast parameters).""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from gradinv.config import parse_config
-from gradinv.defenses import DEFENSES, DefenseChain, create_defense
+from gradinv.defenses import DEFENSES, DefenseChain, DefenseConfig, UpdateDefense, create_defense
 from gradinv.errors import ConfigError
 from gradinv.experiment import build_scenario, simulate
 from gradinv.fl import local_update
@@ -122,3 +123,24 @@ def test_gradinv_list_shows_every_defense(capsys):
     assert main(["list", "defenses"]) == 0
     text = capsys.readouterr().out
     assert all(name in text for name in DEFENSES.names())
+
+
+def test_the_config_class_is_the_type_argument():
+    @dataclass(frozen=True)
+    class _Cfg(DefenseConfig):
+        level: int = 3
+
+    class _Typed(UpdateDefense[_Cfg]):
+        name = "test-typed"
+        title = "typed"
+        paper = "-"
+
+    class _Sub(_Typed):  # keeps its parent's config class
+        pass
+
+    assert _Typed.config_cls is _Cfg and _Sub.config_cls is _Cfg
+    assert _Sub(level=5).config == _Cfg(level=5)
+    assert _Typed.describe()["parameters"] == {"level": 3}
+    with pytest.raises(ConfigError, match="Unknown key"):
+        _Typed(levels=1)
+    assert "test-typed" not in DEFENSES  # only @register_defense registers

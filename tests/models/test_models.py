@@ -12,6 +12,7 @@ from torch import nn
 from gradinv.errors import ConfigError, ModelError
 from gradinv.models import (
     MODELS,
+    ModelShape,
     ModelSpec,
     build_model,
     count_parameters,
@@ -35,7 +36,17 @@ def _last_parameterised(model: nn.Module) -> nn.Module:
 
 
 def test_registry_names_and_specs() -> None:
-    assert ALL == ["convnet", "lenet", "mlp", "resnet18", "resnet20", "resnet32", "resnet56", "rgap-cnn6"]
+    assert ALL == [
+        "cnn",
+        "convnet",
+        "lenet",
+        "mlp",
+        "resnet18",
+        "resnet20",
+        "resnet32",
+        "resnet56",
+        "rgap-cnn6",
+    ]
     for name in ALL:
         spec = MODELS.get(name)
         assert spec.name == name and spec.description and spec.paper
@@ -208,8 +219,8 @@ def test_lenet_has_no_minimum_size() -> None:
 
 
 def test_dummy_forward_failure_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fixed_32(*, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-        return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 32 * 32, num_classes))
+    def fixed_32(shape: ModelShape) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(shape.in_channels * 32 * 32, shape.num_classes))
 
     spec = ModelSpec("fixed", fixed_32, "fixed input size", "-", "default", "none")  # no declared minimum
     monkeypatch.setitem(MODELS._items, "fixed", spec)

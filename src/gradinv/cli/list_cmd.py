@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
 from gradinv.attacks import ATTACKS, LABEL_METHODS
@@ -16,8 +17,6 @@ from gradinv.fl import AGGREGATORS
 from gradinv.metrics import METRICS
 from gradinv.models import INIT_SCHEMES, MODELS
 from gradinv.threat import LEVELS, THREAT_MODELS, Knowledge, weakest_granting
-
-SECTIONS = ("models", "attacks", "labels", "threats", "metrics", "data", "inits", "aggregations", "defenses")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -111,75 +110,111 @@ def catalog() -> dict[str, Any]:
     }
 
 
-def _print_text(cat: dict[str, Any], what: str | None) -> None:
-    def show(section: str) -> bool:
-        return what is None or what == section
+def _models_text(cat: dict[str, Any]) -> list[str]:
+    lines = ["MODELS (gradinv attack --model NAME)"]
+    for m in cat["models"]:
+        opts = f" options: {', '.join(m['options'])}" if m["options"] else ""
+        lines += [
+            f"  {m['name']:<10} {m['description']}",
+            f"  {'':<10} init {m['default_init']}, normalisation {m['default_normalization']}.{opts}",
+        ]
+    return lines
 
-    if show("models"):
-        print("MODELS (gradinv attack --model NAME)")
-        for m in cat["models"]:
-            opts = f" options: {', '.join(m['options'])}" if m["options"] else ""
-            print(f"  {m['name']:<10} {m['description']}")
-            print(f"  {'':<10} init {m['default_init']}, normalisation {m['default_normalization']}.{opts}")
-        print()
-    if show("attacks"):
-        print("ATTACKS (requirements -> weakest threat model granting them)")
-        for a in cat["attacks"]:
-            print(
-                f"  {a['name']:<20} {a['family']:<13} needs {', '.join(a['requires'])} "
-                f"-> {a['weakest_threat_model']}"
-            )
-            print(f"  {'':<20} {a['paper']}")
-        print()
-    if show("labels"):
-        print("LABEL RECOVERY (attack option labels = NAME)")
-        for m in cat["labels"]:
-            print(
-                f"  {m['name']:<10} {m['description']}" + (f" [{m['assumption']}]" if m["assumption"] else "")
-            )
-        print()
-    if show("threats"):
-        print("THREAT MODELS (Carletti et al., USENIX Security 2025); add/remove flags with +flag/-flag")
-        for t in cat["threats"]:
-            print(f"  {t['id']}  {t['name']:<34} {', '.join(t['grants'])}")
-        print("  flags expose:")
-        for k, v in cat["knowledge"].items():
-            print(f"    {k:<25} {v}")
-        print("  assumption levels of Du et al. (USENIX Security 2025) as flags:")
-        for lvl, flags in cat["levels"].items():
-            print(f"    level {lvl}: {', '.join(flags) or '(priors: always available)'}")
-        print()
-    if show("metrics"):
-        print("METRICS (all computed after Hungarian matching of reconstructions to ground truth)")
-        for m in cat["metrics"]:
-            arrow = "higher better" if m["higher_is_better"] else "lower better"
-            print(f"  {m['name']:<15} {arrow:<13} {m['title']}: {m['description']}")
-            if m["needs"]:
-                print(f"  {'':<15} {'':<13} needs: {', '.join(m['needs'])}")
-        print()
-    if show("data"):
-        print("DATA SOURCES ([data] source = ...)")
-        for d in cat["data"]:
-            print(f"  {d['form']:<20} {d['description']}")
-        print(f"  normalisations: {', '.join(cat['normalizations'])}")
-        print()
-    if show("inits"):
-        print("INITIALISATIONS ([model] init = ...)")
-        for k, v in cat["inits"].items():
-            print(f"  {k:<10} {v}")
-        print()
-    if show("aggregations"):
-        print("AGGREGATION ([server] aggregation = ...)")
-        for a in cat["aggregations"]:
-            print(f"  {a['name']:<10} server sees individual updates: {a['reveals_individual']}")
-        print()
-    if show("defenses"):
-        print("DEFENSES ([[defenses]] name = NAME, then parameters; applied in the order given)")
-        for d in cat["defenses"]:
-            params = ", ".join(f"{k}={v!r}" for k, v in d["parameters"].items())
-            print(f"  {d['name']:<15} {d['stage']:<9} {d['description']}")
-            print(f"  {'':<15} {'':<9} parameters: {params or '(none)'}")
-            print(f"  {'':<15} {'':<9} {d['paper']}")
+
+def _attacks_text(cat: dict[str, Any]) -> list[str]:
+    lines = ["ATTACKS (requirements -> weakest threat model granting them)"]
+    for a in cat["attacks"]:
+        needs = ", ".join(a["requires"])
+        lines += [
+            f"  {a['name']:<20} {a['family']:<13} needs {needs} -> {a['weakest_threat_model']}",
+            f"  {'':<20} {a['paper']}",
+        ]
+    return lines
+
+
+def _labels_text(cat: dict[str, Any]) -> list[str]:
+    return ["LABEL RECOVERY (attack option labels = NAME)"] + [
+        f"  {m['name']:<10} {m['description']}" + (f" [{m['assumption']}]" if m["assumption"] else "")
+        for m in cat["labels"]
+    ]
+
+
+def _threats_text(cat: dict[str, Any]) -> list[str]:
+    return [
+        "THREAT MODELS (Carletti et al., USENIX Security 2025); add/remove flags with +flag/-flag",
+        *(f"  {t['id']}  {t['name']:<34} {', '.join(t['grants'])}" for t in cat["threats"]),
+        "  flags expose:",
+        *(f"    {k:<25} {v}" for k, v in cat["knowledge"].items()),
+        "  assumption levels of Du et al. (USENIX Security 2025) as flags:",
+        *(
+            f"    level {lvl}: {', '.join(flags) or '(priors: always available)'}"
+            for lvl, flags in cat["levels"].items()
+        ),
+    ]
+
+
+def _metrics_text(cat: dict[str, Any]) -> list[str]:
+    lines = ["METRICS (all computed after Hungarian matching of reconstructions to ground truth)"]
+    for m in cat["metrics"]:
+        arrow = "higher better" if m["higher_is_better"] else "lower better"
+        lines.append(f"  {m['name']:<15} {arrow:<13} {m['title']}: {m['description']}")
+        if m["needs"]:
+            lines.append(f"  {'':<15} {'':<13} needs: {', '.join(m['needs'])}")
+    return lines
+
+
+def _data_text(cat: dict[str, Any]) -> list[str]:
+    return [
+        "DATA SOURCES ([data] source = ...)",
+        *(f"  {d['form']:<20} {d['description']}" for d in cat["data"]),
+        f"  normalisations: {', '.join(cat['normalizations'])}",
+    ]
+
+
+def _inits_text(cat: dict[str, Any]) -> list[str]:
+    return ["INITIALISATIONS ([model] init = ...)", *(f"  {k:<10} {v}" for k, v in cat["inits"].items())]
+
+
+def _aggregations_text(cat: dict[str, Any]) -> list[str]:
+    return ["AGGREGATION ([server] aggregation = ...)"] + [
+        f"  {a['name']:<10} server sees individual updates: {a['reveals_individual']}"
+        for a in cat["aggregations"]
+    ]
+
+
+def _defenses_text(cat: dict[str, Any]) -> list[str]:
+    lines = ["DEFENSES ([[defenses]] name = NAME, then parameters; applied in the order given)"]
+    for d in cat["defenses"]:
+        params = ", ".join(f"{k}={v!r}" for k, v in d["parameters"].items())
+        lines += [
+            f"  {d['name']:<15} {d['stage']:<9} {d['description']}",
+            f"  {'':<15} {'':<9} parameters: {params or '(none)'}",
+            f"  {'':<15} {'':<9} {d['paper']}",
+        ]
+    return lines
+
+
+#: section -> its lines in the text listing (heading first), in the order they are shown
+_TEXT: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "models": _models_text,
+    "attacks": _attacks_text,
+    "labels": _labels_text,
+    "threats": _threats_text,
+    "metrics": _metrics_text,
+    "data": _data_text,
+    "inits": _inits_text,
+    "aggregations": _aggregations_text,
+    "defenses": _defenses_text,
+}
+SECTIONS = tuple(_TEXT)
+
+
+def _print_text(cat: dict[str, Any], what: str | None) -> None:
+    for section, lines in _TEXT.items():
+        if what in (None, section):
+            print("\n".join(lines(cat)))
+            if section != SECTIONS[-1]:  # a blank line after every section but the last
+                print()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, get_args
 
 import torch
 from torch import Tensor, nn
@@ -65,8 +65,15 @@ class DefenseConfig:
         return as_dict(self)
 
 
-class Defense:
+ConfigT = TypeVar("ConfigT", bound=DefenseConfig)
+
+
+class Defense(Generic[ConfigT]):
     """Base class of all defenses. Override the method(s) of your stage.
+
+    A defense names its config class as the type argument of its base,
+    ``class Clipping(UpdateDefense[ClippingConfig])``: that class is :attr:`config_cls` (keyword
+    parameters are validated against it) and the type of :attr:`config`.
 
     The default :meth:`client_hooks` forwards to this object's ``on_*`` methods; a defense that
     keeps per-client state (an accountant, a momentum buffer) overrides :meth:`client_hooks` to
@@ -78,6 +85,14 @@ class Defense:
     stage: ClassVar[Stage]
     paper: ClassVar[str]
     config_cls: ClassVar[type[DefenseConfig]]
+    config: ConfigT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            args = get_args(base)  # (ClippingConfig,) for UpdateDefense[ClippingConfig]
+            if args and isinstance(args[0], type) and issubclass(args[0], DefenseConfig):
+                cls.config_cls = args[0]
 
     def __init__(self, config: DefenseConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -86,7 +101,7 @@ class Defense:
             config = from_mapping(
                 self.config_cls, params, section="defenses", context=f"for defense {self.name!r}"
             )
-        self.config = config
+        self.config = cast(ConfigT, config)
 
     # stage "model"
     def transform_model(self, model: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
@@ -127,7 +142,7 @@ class Defense:
 
 
 class _DefenseHooks(ClientHooks):
-    def __init__(self, defense: Defense) -> None:
+    def __init__(self, defense: Defense[Any]) -> None:
         self.defense = defense
 
     def start(self, ctx: UpdateContext) -> None:
@@ -146,7 +161,7 @@ class _DefenseHooks(ClientHooks):
         return self.defense.info()
 
 
-class UpdateDefense(Defense):
+class UpdateDefense(Defense[ConfigT]):
     """Base of update-stage defenses: implement :meth:`apply`; each client's hooks keep its stats.
 
     ``apply`` returns the transformed update and numbers describing what it did (reported in
@@ -162,7 +177,7 @@ class UpdateDefense(Defense):
 
 
 class _UpdateHooks(ClientHooks):
-    def __init__(self, defense: UpdateDefense) -> None:
+    def __init__(self, defense: UpdateDefense[Any]) -> None:
         self.defense = defense
         self.stats: dict[str, float] = {}
 
@@ -207,13 +222,16 @@ def auxiliary_loss(model: nn.Module, *, per_sample: bool = False) -> Tensor | No
     return torch.stack(terms).sum(0)
 
 
-DEFENSES: Registry[type[Defense]] = Registry("defense")
+DEFENSES: Registry[type[Defense[Any]]] = Registry("defense")
+
+DefenseType = TypeVar("DefenseType", bound=type[Defense[Any]])
 
 
-def register_defense(cls: type[Defense]) -> type[Defense]:
+def register_defense(cls: DefenseType) -> DefenseType:
     """Class decorator adding a defense to :data:`DEFENSES` under ``cls.name``."""
-    return DEFENSES.register(cls.name)(cls)
+    DEFENSES.register(cls.name)(cls)
+    return cls
 
 
-def create_defense(name: str, **params: Any) -> Defense:
+def create_defense(name: str, **params: Any) -> Defense[Any]:
     return DEFENSES.get(name)(**params)

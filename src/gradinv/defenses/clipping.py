@@ -52,7 +52,7 @@ class ClippingConfig(DefenseConfig):
 
 
 @register_defense
-class Clipping(UpdateDefense):
+class Clipping(UpdateDefense[ClippingConfig]):
     """Flat clipping: clamp every value of the update (or its global L2 norm) to a bound."""
 
     name = "clipping"
@@ -61,8 +61,6 @@ class Clipping(UpdateDefense):
         "McMahan, Ramage, Talwar, Zhang, Learning Differentially Private Recurrent Language Models, "
         "ICLR 2018; as evaluated by Du et al., SoK: On Gradient Leakage in FL, USENIX Security 2025"
     )
-    config_cls = ClippingConfig
-    config: ClippingConfig
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         cfg = self.config

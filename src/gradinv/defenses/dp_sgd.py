@@ -224,7 +224,7 @@ class DPSGDConfig(DefenseConfig):
 
 
 @register_defense
-class DPSGD(Defense):
+class DPSGD(Defense[DPSGDConfig]):
     """Per-sample clipping and Gaussian noise in every local step (Opacus), with an ε accountant."""
 
     name = "dp-sgd"
@@ -234,8 +234,6 @@ class DPSGD(Defense):
         "Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar, Zhang, Deep Learning with Differential "
         "Privacy, ACM CCS 2016 (per-sample gradients and accounting by Opacus)"
     )
-    config_cls = DPSGDConfig
-    config: DPSGDConfig
 
     def __init__(self, config: DefenseConfig | None = None, **params: Any) -> None:
         super().__init__(config, **params)

@@ -79,7 +79,7 @@ class InstaHideConfig(DefenseConfig):
 
 
 @register_defense
-class InstaHide(MixingDefense):
+class InstaHide(MixingDefense[InstaHideConfig]):
     """Mix every sample with k - 1 others of the batch and flip pixel signs at random."""
 
     name = "instahide"
@@ -88,8 +88,6 @@ class InstaHide(MixingDefense):
         "Huang, Song, Li, Arora, InstaHide: Instance-hiding Schemes for Private Distributed Learning, "
         "ICML 2020"
     )
-    config_cls = InstaHideConfig
-    config: InstaHideConfig
 
     def plan(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return instahide_plan(n, k=self.config.k, upper=self.config.upper, generator=generator)

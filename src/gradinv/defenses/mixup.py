@@ -22,7 +22,7 @@ tensor([[0.7500, 0.2500],
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from torch import Tensor
 
 from gradinv._checks import check_range
 from gradinv.defenses._targets import as_probabilities, num_classes_of
-from gradinv.defenses.base import Defense, DefenseConfig, Stage, register_defense
+from gradinv.defenses.base import ConfigT, Defense, DefenseConfig, Stage, register_defense
 from gradinv.fl.client import ClientHooks, StepContext
 
 __all__ = ["MixUp", "MixUpConfig", "MixingDefense", "mix_samples", "mixup_plan", "numpy_rng"]
@@ -52,7 +52,7 @@ def mix_samples(x: Tensor, probs: Tensor, indices: Tensor, weights: Tensor) -> t
     return mixed_x, mixed_y
 
 
-class MixingDefense(Defense):
+class MixingDefense(Defense[ConfigT]):
     """Base of the mixing defenses: every local batch is replaced by mixtures of its samples (and of
     their one-hot labels) that :meth:`plan` draws from the client's generator; :meth:`finish` may
     transform the mixed images. :meth:`summary` gives one number per mixture; each client's hooks
@@ -78,7 +78,7 @@ class MixingDefense(Defense):
 
 
 class _MixingHooks(ClientHooks):
-    def __init__(self, defense: MixingDefense) -> None:
+    def __init__(self, defense: MixingDefense[Any]) -> None:
         self.defense = defense
         self.values: list[float] = []
 
@@ -118,14 +118,12 @@ class MixUpConfig(DefenseConfig):
 
 
 @register_defense
-class MixUp(MixingDefense):
+class MixUp(MixingDefense[MixUpConfig]):
     """Train on convex combinations of sample pairs and their one-hot labels (λ ~ Beta(α, α))."""
 
     name = "mixup"
     title = "MixUp"
     paper = "Zhang, Cissé, Dauphin, Lopez-Paz, mixup: Beyond Empirical Risk Minimization, ICLR 2018"
-    config_cls = MixUpConfig
-    config: MixUpConfig
 
     def plan(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return mixup_plan(n, alpha=self.config.alpha, per_sample=self.config.per_sample, generator=generator)

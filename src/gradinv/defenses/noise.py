@@ -71,7 +71,7 @@ class GaussianNoiseConfig(DefenseConfig):
 
 
 @register_defense
-class GaussianNoise(UpdateDefense):
+class GaussianNoise(UpdateDefense[GaussianNoiseConfig]):
     """Clip the update's global L2 norm (optional), then add Gaussian noise to every entry."""
 
     name = "gaussian-noise"
@@ -81,8 +81,6 @@ class GaussianNoise(UpdateDefense):
         "Privacy in Federated Learning, NDSS 2022; Zhu, Liu, Han, Deep Leakage from Gradients, "
         "NeurIPS 2019 (Sec. 5)"
     )
-    config_cls = GaussianNoiseConfig
-    config: GaussianNoiseConfig
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         cfg = self.config

@@ -159,7 +159,7 @@ class PrecodeConfig(DefenseConfig):
 
 
 @register_defense
-class Precode(Defense):
+class Precode(Defense[PrecodeConfig]):
     """Variational bottleneck before the classifier, trained with the model (cross-entropy + β·KL)."""
 
     name = "precode"
@@ -169,8 +169,6 @@ class Precode(Defense):
         "Scheliga, Mäder, Seeland, PRECODE - A Generic Model Extension to Prevent Deep Gradient "
         "Leakage, WACV 2022"
     )
-    config_cls = PrecodeConfig
-    config: PrecodeConfig
 
     def transform_model(self, model: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
         cfg = self.config

@@ -69,14 +69,12 @@ class GradientPruningConfig(DefenseConfig):
 
 
 @register_defense
-class GradientPruning(UpdateDefense):
+class GradientPruning(UpdateDefense[GradientPruningConfig]):
     """Set the p% entries of smallest magnitude to zero (per tensor or globally)."""
 
     name = "pruning"
     title = "Gradient pruning"
     paper = "Zhu, Liu, Han, Deep Leakage from Gradients, NeurIPS 2019 (Sec. 5)"
-    config_cls = GradientPruningConfig
-    config: GradientPruningConfig
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         params = prune_smallest(update.params, ratio=self.config.ratio, scope=self.config.scope)

@@ -85,7 +85,7 @@ class QSGDConfig(DefenseConfig):
 
 
 @register_defense
-class QSGD(UpdateDefense):
+class QSGD(UpdateDefense[QSGDConfig]):
     """Unbiased stochastic quantisation to 2^k magnitude levels per bucket (plus a sign bit)."""
 
     name = "qsgd"
@@ -94,8 +94,6 @@ class QSGD(UpdateDefense):
         "Alistarh, Grubic, Li, Tomioka, Vojnovic, QSGD: Communication-Efficient SGD via Gradient "
         "Quantization and Encoding, NeurIPS 2017"
     )
-    config_cls = QSGDConfig
-    config: QSGDConfig
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         cfg = self.config

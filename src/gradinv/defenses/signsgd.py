@@ -52,7 +52,7 @@ class SignSGDConfig(DefenseConfig):
 
 
 @register_defense
-class SignSGD(UpdateDefense):
+class SignSGD(UpdateDefense[SignSGDConfig]):
     """Send the sign of every entry (times the tensor's mean magnitude, or 1)."""
 
     name = "signsgd"
@@ -61,8 +61,6 @@ class SignSGD(UpdateDefense):
         "Bernstein, Wang, Azizzadenesheli, Anandkumar, signSGD: Compressed Optimisation for "
         "Non-Convex Problems, ICML 2018"
     )
-    config_cls = SignSGDConfig
-    config: SignSGDConfig
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         out = map_update(update, lambda _, t: sign_compress(t, scale=self.config.scale))

@@ -129,7 +129,7 @@ class SoteriaConfig(DefenseConfig):
 
 
 @register_defense
-class Soteria(UpdateDefense):
+class Soteria(UpdateDefense[SoteriaConfig]):
     """Zero the defended layer's weight-gradient columns of the most revealing representation elements."""
 
     name = "soteria"
@@ -138,8 +138,6 @@ class Soteria(UpdateDefense):
         "Sun, Li, Wang, Yang, Li, Chen, Soteria: Provable Defense against Privacy Leakage in Federated "
         "Learning from Representation Perspective, CVPR 2021"
     )
-    config_cls = SoteriaConfig
-    config: SoteriaConfig
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         cfg = self.config

@@ -79,7 +79,7 @@ class TopKConfig(DefenseConfig):
 
 
 @register_defense
-class TopK(UpdateDefense):
+class TopK(UpdateDefense[TopKConfig]):
     """Keep exactly the k entries of largest magnitude (globally or per tensor), zero the rest."""
 
     name = "topk"
@@ -88,8 +88,6 @@ class TopK(UpdateDefense):
         "Foroutan Eghlidi, Jaggi, Sparse Communication for Training Deep Networks, arXiv:2009.09271, "
         "2020; as evaluated by Du et al., SoK: On Gradient Leakage in FL, USENIX Security 2025"
     )
-    config_cls = TopKConfig
-    config: TopKConfig
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         cfg = self.config

@@ -132,7 +132,10 @@ def _generator(training: TrainingConfig, client_id: int, salt: int) -> torch.Gen
     return torch.Generator().manual_seed(_seed(training, client_id, salt))
 
 
-_SAMPLING_SALT = 29  # the seed of the client's copy's sampling layers (e.g. PRECODE's bottleneck)
+# the client's private seeds (training seed and client id) differ by what they drive:
+_ORDER_SALT = 0  # the sample order of its local epochs
+_HOOKS_SALT = 17  # the generator of its hooks (defenses' noise, mixing, rounding)
+_SAMPLING_SALT = 29  # the sampling layers of its model copy (e.g. PRECODE's bottleneck)
 
 
 def fedsgd_gradient(
@@ -188,8 +191,7 @@ def epoch_orders(n: int, training: TrainingConfig, client_id: int = 0) -> list[T
     """The sample order of every local epoch (seeded by the client's private seed and id)."""
     if not training.shuffle:
         return [torch.arange(n)] * training.epochs
-    seed = (training.seed or 0) * 1_000_003 + client_id
-    gen = torch.Generator().manual_seed(seed)
+    gen = _generator(training, client_id, _ORDER_SALT)
     return [torch.randperm(n, generator=gen) for _ in range(training.epochs)]
 
 
@@ -215,7 +217,7 @@ def fedavg_delta(
     bsz = training.resolved_batch_size(n)
     x_all, y_all = batch.model_input(), batch.labels
     hooks = hooks or ClientHooks()
-    gen = generator or _generator(training, client_id, 17)
+    gen = generator or _generator(training, client_id, _HOOKS_SALT)
     momentum_buffers: list[Tensor | None] = [None] * len(params)
     losses: list[float] = []
     for order in epoch_orders(n, training, client_id):
@@ -256,7 +258,7 @@ def local_update(
     if batch.size == 0:
         raise UpdateError("Expected a client with at least one sample, but got an empty batch.")
     hooks = hooks or ClientHooks()
-    gen = _generator(training, client_id, 17)
+    gen = _generator(training, client_id, _HOOKS_SALT)
     steps = training.local_steps(batch.size)  # validates batch_size
     ctx = UpdateContext(model, batch, training, client_id, steps, gen)
     hooks.start(ctx)

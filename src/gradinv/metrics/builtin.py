@@ -8,6 +8,9 @@ to :class:`~gradinv.metrics.registry.MetricInputs` and describes it. Imported by
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal
+
 import torch
 
 from gradinv.errors import MetricUnavailable
@@ -71,7 +74,7 @@ def _perceptual_per_image(inputs: MetricInputs, perceptual: str) -> tuple[float,
 def _brr(variant: str) -> MetricSpec:
     """BRR of the matched pairs (Du et al., App. C-II), reusing the computed PSNR and perceptual
     distances."""
-    perceptual, suffix = LEAKAGE_VARIANTS[variant]
+    perceptual = LEAKAGE_VARIANTS[variant][0]
 
     def compute(inputs: MetricInputs) -> Values:
         dist = _perceptual_per_image(inputs, perceptual) if perceptual != "none" else None
@@ -82,21 +85,12 @@ def _brr(variant: str) -> MetricSpec:
             perceptual_threshold=inputs.options.lpips_threshold,
         )
 
-    return MetricSpec(
-        f"brr{suffix}",
-        _LEAKAGE_TITLES[variant][0],
-        _LEAKAGE_DESCRIPTIONS[variant][0],
-        higher_is_better=True,
-        compute=compute,
-        needs=_LEAKAGE_NEEDS[variant],
-        enabled=lambda options: variant in options.leakage,
-        fmt=".4f",
-    )
+    return _leakage_spec("brr", variant, compute)
 
 
 def _wsrr(variant: str) -> MetricSpec:
     """WSRR from every initialisation's reconstruction (Du et al., App. C-II)."""
-    perceptual, suffix = LEAKAGE_VARIANTS[variant]
+    perceptual = LEAKAGE_VARIANTS[variant][0]
 
     def compute(inputs: MetricInputs) -> Values:
         if perceptual != "none":
@@ -124,46 +118,74 @@ def _wsrr(variant: str) -> MetricSpec:
         )
         return rates.per_sample
 
+    return _leakage_spec("wsrr", variant, compute, reduction="max", needs=frozenset({Need.CANDIDATES}))
+
+
+def _leakage_spec(
+    rate: Literal["brr", "wsrr"],
+    variant: str,
+    compute: Callable[[MetricInputs], Values],
+    *,
+    reduction: Literal["mean", "max"] = "mean",
+    needs: frozenset[Need] = frozenset(),
+) -> MetricSpec:
+    """The spec of one leakage rate in one variant: named after both (``brr_stlpips``), computed
+    when ``[metrics] leakage`` lists the variant."""
+    title, description = _LEAKAGE_TEXT[variant][rate]
     return MetricSpec(
-        f"wsrr{suffix}",
-        _LEAKAGE_TITLES[variant][1],
-        _LEAKAGE_DESCRIPTIONS[variant][1],
+        rate + LEAKAGE_VARIANTS[variant][1],
+        title,
+        description,
         higher_is_better=True,
         compute=compute,
-        reduction="max",
-        fmt=".4f",
-        needs=_LEAKAGE_NEEDS[variant] | {Need.CANDIDATES},
+        reduction=reduction,
+        needs=_LEAKAGE_NEEDS[variant] | needs,
         enabled=lambda options: variant in options.leakage,
+        fmt=".4f",
     )
 
 
-_LEAKAGE_TITLES = {
-    "lpips": ("BRR", "WSRR"),
-    "stlpips": ("BRR (ST-LPIPS variant)", "WSRR (ST-LPIPS variant)"),
-    "psnr": ("BRR (PSNR only)", "WSRR (PSNR only)"),
-}
 _LEAKAGE_NEEDS = {
     "lpips": frozenset({Need.LPIPS_WEIGHTS}),
     "stlpips": frozenset({Need.STLPIPS_WEIGHTS}),
     "psnr": frozenset[Need](),
 }
-_LEAKAGE_DESCRIPTIONS = {
-    "lpips": (
-        "Leak indicator PSNR > tau1 and LPIPS < tau2 (Du et al., USENIX Security 2025, App. C-II; "
-        "18 dB, 0.1 by default); the mean is the batch reconstruction rate (BRR).",
-        "Per sample: the fraction of the attack's initialisations whose reconstruction leaks it "
-        "(PSNR > tau1 and LPIPS < tau2); summarised by the maximum, the worst-sample reconstruction "
-        "rate (WSRR, Du et al., USENIX Security 2025, App. C-II).",
-    ),
-    "stlpips": (
-        "BRR variant with ST-LPIPS in place of LPIPS (same threshold, not calibrated for it); "
-        "not the paper's BRR.",
-        "WSRR variant with ST-LPIPS in place of LPIPS; not the paper's WSRR. Summarised by the maximum.",
-    ),
-    "psnr": (
-        "BRR variant with the PSNR test only (PSNR > tau1); not the paper's BRR.",
-        "WSRR variant with the PSNR test only; not the paper's WSRR. Summarised by the maximum.",
-    ),
+#: variant -> leakage rate -> (title, description)
+_LEAKAGE_TEXT: dict[str, dict[str, tuple[str, str]]] = {
+    "lpips": {
+        "brr": (
+            "BRR",
+            "Leak indicator PSNR > tau1 and LPIPS < tau2 (Du et al., USENIX Security 2025, App. C-II; "
+            "18 dB, 0.1 by default); the mean is the batch reconstruction rate (BRR).",
+        ),
+        "wsrr": (
+            "WSRR",
+            "Per sample: the fraction of the attack's initialisations whose reconstruction leaks it "
+            "(PSNR > tau1 and LPIPS < tau2); summarised by the maximum, the worst-sample reconstruction "
+            "rate (WSRR, Du et al., USENIX Security 2025, App. C-II).",
+        ),
+    },
+    "stlpips": {
+        "brr": (
+            "BRR (ST-LPIPS variant)",
+            "BRR variant with ST-LPIPS in place of LPIPS (same threshold, not calibrated for it); "
+            "not the paper's BRR.",
+        ),
+        "wsrr": (
+            "WSRR (ST-LPIPS variant)",
+            "WSRR variant with ST-LPIPS in place of LPIPS; not the paper's WSRR. Summarised by the maximum.",
+        ),
+    },
+    "psnr": {
+        "brr": (
+            "BRR (PSNR only)",
+            "BRR variant with the PSNR test only (PSNR > tau1); not the paper's BRR.",
+        ),
+        "wsrr": (
+            "WSRR (PSNR only)",
+            "WSRR variant with the PSNR test only; not the paper's WSRR. Summarised by the maximum.",
+        ),
+    },
 }
 
 

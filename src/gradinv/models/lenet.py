@@ -5,7 +5,7 @@ then one linear layer. Sigmoid activations keep the model twice differentiable e
 DLG's L-BFGS gradient matching relies on. Originally used with every weight and bias drawn from
 U(-0.5, 0.5) (scheme ``"uniform"``) and unnormalised inputs in [0, 1].
 
->>> LeNet(num_classes=10).fc.in_features
+>>> LeNet(ModelShape(10)).fc.in_features
 768
 """
 
@@ -15,37 +15,30 @@ import math
 
 from torch import nn
 
-from gradinv.models.base import BodyClassifier
-from gradinv.models.registry import ModelSpec, register_model
+from gradinv.models.base import BodyClassifier, ModelShape
+from gradinv.models.registry import register_model
 
 __all__ = ["LeNet"]
 
 
-class LeNet(BodyClassifier):
-    """DLG's LeNet: ``body`` (conv-sigmoid x3) -> ``flatten`` -> ``fc`` (logits)."""
+_DLG = 'Zhu, Liu, Han, "Deep Leakage from Gradients", NeurIPS 2019'
 
-    def __init__(
-        self, *, num_classes: int, in_channels: int = 3, image_size: tuple[int, int] = (32, 32)
-    ) -> None:
+
+@register_model("lenet", paper=_DLG, default_init="uniform")
+class LeNet(BodyClassifier):
+    """DLG's LeNet: 3 conv 5x5 (12 ch) + sigmoid, 1 linear layer.
+
+    ``body`` (conv-sigmoid x3) -> ``flatten`` -> ``fc`` (logits)."""
+
+    def __init__(self, shape: ModelShape) -> None:
         body = nn.Sequential(
-            nn.Conv2d(in_channels, 12, kernel_size=5, padding=2, stride=2),
+            nn.Conv2d(shape.in_channels, 12, kernel_size=5, padding=2, stride=2),
             nn.Sigmoid(),
             nn.Conv2d(12, 12, kernel_size=5, padding=2, stride=2),
             nn.Sigmoid(),
             nn.Conv2d(12, 12, kernel_size=5, padding=2, stride=1),
             nn.Sigmoid(),
         )
-        h, w = image_size
-        super().__init__(body, features=12 * math.ceil(h / 4) * math.ceil(w / 4), num_classes=num_classes)
-
-
-register_model(
-    ModelSpec(
-        name="lenet",
-        builder=LeNet,
-        description="DLG's LeNet: 3 conv 5x5 (12 ch) + sigmoid, 1 linear layer",
-        paper='Zhu, Liu, Han, "Deep Leakage from Gradients", NeurIPS 2019',
-        default_init="uniform",
-        default_normalization="none",
-    )
-)
+        h, w = shape.image_size
+        features = 12 * math.ceil(h / 4) * math.ceil(w / 4)
+        super().__init__(body, features=features, num_classes=shape.num_classes)

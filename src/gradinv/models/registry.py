@@ -1,9 +1,11 @@
 """Model registry: one :class:`ModelSpec` per architecture, and :func:`build_model`.
 
-Each model module registers its spec (name, builder, provenance, defaults) in :data:`MODELS` when
-:mod:`gradinv.models` is imported. :func:`build_model` validates the request, builds the model under
-an optional seed, initialises it, checks with a dummy forward pass that the image size fits, and
-optionally loads a checkpoint.
+Each model module registers its builder with the :func:`register_model` decorator when
+:mod:`gradinv.models` is imported: the builder takes a :class:`~gradinv.models.base.ModelShape` and
+keyword-only options; the spec reads the options off its signature and, unless given, the
+description off the first line of its docstring. :func:`build_model` validates the request, builds
+the model under an optional seed, initialises it, checks with a dummy forward pass that the image
+size fits, and optionally loads a checkpoint.
 
 >>> model = build_model("lenet", num_classes=10, seed=0)
 >>> model(torch.zeros(1, 3, 32, 32)).shape
@@ -14,17 +16,20 @@ torch.Size([1, 10])
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from gradinv._checks import check_choice, check_int
 from gradinv.errors import ConfigError, ModelError, did_you_mean
+from gradinv.models.base import ModelShape
 from gradinv.models.checkpoint import load_checkpoint
 from gradinv.models.init import INIT_SCHEMES, check_scheme, initialize
 from gradinv.models.seeding import seeded
@@ -50,34 +55,61 @@ NORMALIZATIONS = ("none", "cifar10", "imagenet")
 class ModelSpec:
     """An architecture: how to build it, where it comes from, and its defaults.
 
-    ``builder(num_classes=..., in_channels=..., image_size=(H, W), **options)`` returns the module;
-    ``options`` names the keyword options it accepts; ``min_image_size`` is the smallest side length
-    it supports, found by training it on one image at each size (smaller sizes are refused by
-    :func:`build_model` before anything is built, with ``min_image_reason`` saying why)."""
+    ``builder(ModelShape(num_classes, in_channels, (H, W)), **options)`` returns the module; its
+    keyword-only parameters are the model's ``options`` (those a :func:`functools.partial` fixes
+    excepted); ``min_image_size`` is the smallest side length it supports, found by training it on
+    one image at each size (smaller sizes are refused by :func:`build_model` before anything is
+    built, with ``min_image_reason`` saying why)."""
 
     name: str
     builder: Callable[..., nn.Module]
     description: str
     paper: str
-    default_init: str
-    default_normalization: str
-    options: tuple[str, ...] = ()
+    default_init: str = "default"
+    default_normalization: str = "none"
     pretrained: str = ""
     min_image_size: int = 1
     min_image_reason: str = ""
+    options: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         fix = f"Fix the spec of model {self.name!r}."
+        if not (self.description and self.paper):
+            raise ModelError(f"Expected model {self.name!r} to have a description and a paper. {fix}")
         check_choice("default_init", self.default_init, INIT_SCHEMES, fix=fix)
         check_choice("default_normalization", self.default_normalization, NORMALIZATIONS, fix=fix)
+        object.__setattr__(self, "options", _options_of(self.builder))
+
+
+def _options_of(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
+    """The keyword-only parameters of ``builder`` that a ``functools.partial`` leaves open."""
+    fixed = builder.keywords if isinstance(builder, partial) else {}
+    params = inspect.signature(builder).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in fixed)
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
 
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
-def register_model(spec: ModelSpec) -> ModelSpec:
-    """Register ``spec`` under ``spec.name`` and return it."""
-    return MODELS.register(spec.name)(spec)
+
+def register_model(name: str, *, description: str = "", **fields: Any) -> Callable[[Builder], Builder]:
+    """Decorator registering a builder as model ``name`` and returning it unchanged.
+
+    ``fields`` are the other :class:`ModelSpec` fields (``paper`` at least); ``description``
+    defaults to the first paragraph of the builder's docstring (without a final full stop).
+
+    >>> MODELS.get("mlp").options  # MLP(shape, *, hidden=(256,), activation="relu")
+    ('hidden', 'activation')
+    """
+
+    def deco(builder: Builder) -> Builder:
+        summary = (inspect.getdoc(builder) or "").split("\n\n", 1)[0]
+        text = description or " ".join(summary.split()).rstrip(".")
+        MODELS.register(name)(ModelSpec(name, builder, text, **fields))
+        return builder
+
+    return deco
 
 
 def default_normalization(name: str) -> str:
@@ -175,7 +207,7 @@ def build_model(
     if seed is not None:
         check_int("seed", seed, minimum=0, fix="Use a non-negative int, or None for the global random state.")
     with seeded(seed):  # layer constructors draw from the global RNG and take no generator
-        model = spec.builder(num_classes=num_classes, in_channels=in_channels, image_size=size, **options)
+        model = spec.builder(ModelShape(num_classes, in_channels, size), **options)
         initialize(model, scheme)
     _check_fits(model, spec, in_channels, size, num_classes)
     if checkpoint is not None:

@@ -7,19 +7,21 @@ convolution without max-pool; then four stages of two basic blocks with 64/128/2
 average pooling and a linear classifier. Module names follow torchvision (``conv1``, ``bn1``,
 ``layer1.0.downsample.0``, ``fc``).
 
->>> sum(p.numel() for p in ResNet18(num_classes=10).parameters())
+>>> sum(p.numel() for p in ResNet18(ModelShape(10)).parameters())
 11173962
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
-from gradinv.models.registry import ModelSpec, register_model
+from gradinv.models.base import ModelShape
+from gradinv.models.registry import register_model
 
-__all__ = ["BasicBlock", "ResNet18", "ResidualBlock", "ResidualNet"]
+__all__ = ["HE_2016", "BasicBlock", "ResNet18", "ResidualBlock", "ResidualNet", "single_image_floor"]
 
 
 class ResidualBlock(nn.Module):
@@ -71,14 +73,13 @@ class ResidualNet(nn.Module):
         self,
         block: type[ResidualBlock],
         stages: Sequence[tuple[int, int, int]],
+        shape: ModelShape,
         *,
-        in_channels: int,
-        num_classes: int,
         head: str,
     ) -> None:
         super().__init__()
         width = stages[0][0]
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(shape.in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU()
         self._stages: list[str] = []
@@ -94,7 +95,7 @@ class ResidualNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self._head = head
-        self.add_module(head, nn.Linear(in_planes, num_classes))
+        self.add_module(head, nn.Linear(in_planes, shape.num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -104,27 +105,36 @@ class ResidualNet(nn.Module):
         return logits
 
 
-class ResNet18(ResidualNet):
-    """ResNet-18 with a CIFAR stem; any image size from 9x9 (global average pooling; below 9 the last
-    stage is 1x1 and BatchNorm cannot train on a single image)."""
-
-    def __init__(
-        self, *, num_classes: int, in_channels: int = 3, image_size: tuple[int, int] = (32, 32)
-    ) -> None:
-        stages = ((64, 1, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2))
-        super().__init__(BasicBlock, stages, in_channels=in_channels, num_classes=num_classes, head="fc")
+HE_2016 = 'He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016'
 
 
-register_model(
-    ModelSpec(
-        name="resnet18",
-        builder=ResNet18,
-        description="ResNet-18 with a CIFAR stem (3x3 conv, no max-pool), 11.2M parameters",
-        paper='He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016',
-        default_init="kaiming",
-        default_normalization="cifar10",
-        min_image_size=9,
-        min_image_reason="its three stride-2 stages shrink smaller images to 1x1, where BatchNorm sees one "
-        "value per channel when a client trains on a single image",
-    )
+def single_image_floor(halvings: int) -> dict[str, Any]:
+    """``min_image_size`` and ``min_image_reason`` of a BatchNorm net whose stages halve the
+    resolution ``halvings`` times: below ``2 ** halvings + 1`` pixels the last stage is 1x1, where
+    BatchNorm sees one value per channel when a client trains on a single image."""
+    return {
+        "min_image_size": 2**halvings + 1,
+        "min_image_reason": f"its {_COUNTS[halvings]} stride-2 stages shrink smaller images to 1x1, where "
+        "BatchNorm sees one value per channel when a client trains on a single image",
+    }
+
+
+_COUNTS = {1: "one", 2: "two", 3: "three", 4: "four"}
+
+
+@register_model(
+    "resnet18",
+    paper=HE_2016,
+    default_init="kaiming",
+    default_normalization="cifar10",
+    **single_image_floor(3),
 )
+class ResNet18(ResidualNet):
+    """ResNet-18 with a CIFAR stem (3x3 conv, no max-pool), 11.2M parameters.
+
+    Any image size from 9x9 (global average pooling; below 9 the last stage is 1x1 and BatchNorm
+    cannot train on a single image)."""
+
+    def __init__(self, shape: ModelShape) -> None:
+        stages = ((64, 1, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+        super().__init__(BasicBlock, stages, shape, head="fc")

@@ -11,7 +11,7 @@ Module names match the trained checkpoints of akamaster/pytorch_resnet_cifar10 (
 ``bn1``, ``layer{1,2,3}.{i}.{conv1,bn1,conv2,bn2}``, ``linear`` (after stripping ``module.``), so
 they load with ``strict=True``. Those checkpoints expect ImageNet mean/std input normalisation.
 
->>> sum(p.numel() for p in ResNetCIFAR(depth=20, num_classes=10).parameters())
+>>> sum(p.numel() for p in ResNetCIFAR(ModelShape(10), depth=20).parameters())
 269722
 """
 
@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradinv.errors import ConfigError
-from gradinv.models.registry import ModelSpec, register_model
-from gradinv.models.resnet import ResidualBlock, ResidualNet
+from gradinv.models.base import ModelShape
+from gradinv.models.registry import register_model
+from gradinv.models.resnet import HE_2016, ResidualBlock, ResidualNet, single_image_floor
 
 __all__ = ["CifarBasicBlock", "ResNetCIFAR", "ShortcutA"]
 
@@ -63,24 +64,14 @@ class CifarBasicBlock(ResidualBlock):
 class ResNetCIFAR(ResidualNet):
     """CIFAR ResNet of ``depth = 6 n + 2`` layers (20, 32, 44, 56, 110, ...)."""
 
-    def __init__(
-        self,
-        *,
-        depth: int,
-        num_classes: int,
-        in_channels: int = 3,
-        image_size: tuple[int, int] = (32, 32),
-    ) -> None:
+    def __init__(self, shape: ModelShape, *, depth: int) -> None:
         if depth < 8 or (depth - 2) % 6:
             raise ConfigError(f"Expected a CIFAR ResNet depth 6n + 2 (20, 32, 56, ...), but got {depth}.")
         n = (depth - 2) // 6
         stages = ((16, 1, n), (32, 2, n), (64, 2, n))
-        super().__init__(
-            CifarBasicBlock, stages, in_channels=in_channels, num_classes=num_classes, head="linear"
-        )
+        super().__init__(CifarBasicBlock, stages, shape, head="linear")
 
 
-_PAPER = 'He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016'
 _AKAMASTER = "akamaster/pytorch_resnet_cifar10 (BSD-2)"
 
 for _depth, _params, _pretrained in (
@@ -89,16 +80,11 @@ for _depth, _params, _pretrained in (
     (56, "0.85M", f"cifar10_resnet56-4bfd9763.th in ../shared/weights: 93.62% on CIFAR-10, {_AKAMASTER}"),
 ):
     register_model(
-        ModelSpec(
-            name=f"resnet{_depth}",
-            builder=partial(ResNetCIFAR, depth=_depth),
-            description=f"CIFAR ResNet-{_depth} with option-A shortcuts, {_params} parameters",
-            paper=f"{_PAPER}, §4.2",
-            default_init="kaiming",
-            default_normalization="imagenet",
-            pretrained=_pretrained,
-            min_image_size=5,
-            min_image_reason="its two stride-2 stages shrink smaller images to 1x1, where BatchNorm sees "
-            "one value per channel when a client trains on a single image",
-        )
-    )
+        f"resnet{_depth}",
+        description=f"CIFAR ResNet-{_depth} with option-A shortcuts, {_params} parameters",
+        paper=f"{HE_2016}, §4.2",
+        default_init="kaiming",
+        default_normalization="imagenet",
+        pretrained=_pretrained,
+        **single_image_floor(2),
+    )(partial(ResNetCIFAR, depth=_depth))

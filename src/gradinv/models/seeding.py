@@ -7,7 +7,8 @@ Two kinds of model randomness, two tools:
   restores the caller's RNG state afterwards; it is the one place in the library that seeds torch's
   global RNG. Where a generator can be passed (``nn.init.*``), pass it instead
   (:func:`gradinv.models.init.new_linear`).
-* **sampling in forward** — a :class:`SamplingModule` (e.g. PRECODE's variational bottleneck) draws
+* **sampling in forward** — a :class:`SamplingModule` (e.g. PRECODE's variational bottleneck,
+  :class:`SeededDropout`) draws
   from its own generator, created on first use on the device of the draw from the module's seed.
   :func:`reseed` gives every sampling module of a model a new seed: the client seeds its working copy
   from its private seed (:func:`gradinv.fl.local_update`), a study seeds the attacked model before
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SamplingModule", "reseed", "seeded"]
+__all__ = ["SamplingModule", "SeededDropout", "reseed", "seeded"]
 
 
 @contextlib.contextmanager
@@ -79,6 +80,12 @@ class SamplingModule(nn.Module):
             like.shape, generator=self.generator(like.device), dtype=like.dtype, device=like.device
         )
 
+    def rand(self, like: Tensor) -> Tensor:
+        """Uniform samples in ``[0, 1)`` shaped like ``like`` (its dtype and device)."""
+        return torch.rand(
+            like.shape, generator=self.generator(like.device), dtype=like.dtype, device=like.device
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_generators"] = {d: g.get_state() for d, g in self._generators.items()}
@@ -93,6 +100,34 @@ class SamplingModule(nn.Module):
 
     def extra_repr(self) -> str:
         return f"seed={self.sampling_seed}"
+
+
+class SeededDropout(SamplingModule):
+    """``nn.Dropout(p)`` whose masks come from the module's own generator: in training mode every
+    entry is zeroed with probability ``p`` and the others are scaled by ``1 / (1 - p)`` (a fresh
+    mask per forward pass); in eval mode it is the identity.
+
+    >>> drop = SeededDropout(0.5, seed=1)
+    >>> first = drop(torch.ones(2, 4))
+    >>> drop.reseed(1)
+    >>> torch.equal(drop(torch.ones(2, 4)), first), sorted(set(first.flatten().tolist())) <= [0.0, 2.0]
+    (True, True)
+    """
+
+    def __init__(self, p: float = 0.5, *, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Expected a dropout probability in [0, 1), but got {p}.")
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = (self.rand(x) >= self.p).to(x.dtype)
+        return x * keep * (1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, {super().extra_repr()}"
 
 
 def reseed(model: nn.Module, seed: int) -> int:

@@ -52,6 +52,7 @@ __all__ = [
     "MIN_TILE",
     "PAD",
     "TITLE_SIZE",
+    "aligned_images",
     "auto_scale",
     "class_name",
     "image_grid",
@@ -276,13 +277,20 @@ def reconstruction_captions(result: ExperimentResult) -> tuple[list[str], list[s
     return top, bottom
 
 
-def reconstruction_image(result: ExperimentResult, *, max_cols: int = MAX_COLS) -> Image.Image:
-    """Ground truth (top) above the matched reconstruction (bottom), captioned (see
-    :func:`reconstruction_captions`). A ground-truth image without a match gets a gray tile."""
+def aligned_images(result: ExperimentResult) -> tuple[Tensor, Tensor]:
+    """The ground truth and, at each ground-truth image's position, its matched reconstruction (a
+    gray tile where none was matched); both ``(N, C, H, W)`` on the CPU, in ``[0, 1]``."""
     truth = result.truth.images.detach().float().cpu().clamp(0, 1)
     ev = result.evaluation
     bottom = torch.full_like(truth, _PLACEHOLDER)
     bottom[ev.matching.truth_index] = ev.matched_images.detach().float().cpu().clamp(0, 1)
+    return truth, bottom
+
+
+def reconstruction_image(result: ExperimentResult, *, max_cols: int = MAX_COLS) -> Image.Image:
+    """Ground truth (top) above the matched reconstruction (bottom), captioned (see
+    :func:`reconstruction_captions`). A ground-truth image without a match gets a gray tile."""
+    truth, bottom = aligned_images(result)
     top_captions, bottom_captions = reconstruction_captions(result)
     return image_grid(
         [truth, bottom],

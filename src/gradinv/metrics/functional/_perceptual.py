@@ -9,6 +9,7 @@ Both metrics (Zhang et al., CVPR 2018; Ghildyal & Liu, ECCV 2022) compare two im
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -91,10 +92,10 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], *, what: str, so
 class PerceptualMetric(nn.Module):
     """Base module: ``scaling_layer``, a feature ``net`` returning 5 stages, lin layers ``lin0..lin4``.
 
-    Subclasses set ``net``, ``name`` (for messages) and ``min_size``, then load weights. ``forward``
-    takes images in ``[0, 1]`` (grayscale is replicated to RGB) and returns one float64 distance per
-    image pair; it is differentiable with respect to the inputs. Parameters are frozen and the
-    module is in eval mode.
+    Subclasses set ``net``, ``name`` (for messages) and ``min_size``, then load weights, and say in
+    :meth:`from_file` how to load them from a resolved weight file. ``forward`` takes images in
+    ``[0, 1]`` (grayscale is replicated to RGB) and returns one float64 distance per image pair; it is
+    differentiable with respect to the inputs. Parameters are frozen and the module is in eval mode.
     """
 
     name = "perceptual metric"
@@ -107,6 +108,26 @@ class PerceptualMetric(nn.Module):
         for i, c in enumerate(channels):
             self.add_module(f"lin{i}", LinLayer(c))
         self.num_stages = len(channels)
+
+    @classmethod
+    def from_file(cls, path: Path) -> PerceptualMetric:
+        """The metric with its weights from ``path`` (a resolved weight file)."""
+        raise NotImplementedError
+
+    @classmethod
+    def distances(
+        cls, preds: Tensor, target: Tensor, *, path: Path, device: torch.device | str | None
+    ) -> Tensor:
+        """:meth:`forward` of the metric loaded from ``path``, run on ``device`` (default: the device
+        of ``preds``) and returned on the device of ``preds``. The network is loaded once per weight
+        file and device and kept (the last 8)."""
+        dev = torch.device(device) if device is not None else preds.device
+        return cls._loaded(path, str(dev))(preds, target).to(preds.device)
+
+    @classmethod
+    @functools.lru_cache(maxsize=8)
+    def _loaded(cls, path: Path, device: str) -> PerceptualMetric:
+        return cls.from_file(path).to(device)
 
     @property
     def lins(self) -> list[LinLayer]:

@@ -20,7 +20,6 @@ Weights come from two places:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections import OrderedDict
@@ -207,10 +206,9 @@ class LPIPS(PerceptualMetric):
         self.backbone_path = path
         self._freeze()
 
-
-@functools.lru_cache(maxsize=4)
-def _cached(path: Path, device: str) -> LPIPS:
-    return LPIPS(backbone_weights=path).to(device)
+    @classmethod
+    def from_file(cls, path: Path) -> LPIPS:
+        return cls(backbone_weights=path)
 
 
 def lpips(
@@ -239,6 +237,4 @@ def lpips(
         MetricUnavailable: the AlexNet ImageNet weights cannot be found (never substituted).
     """
     path = resolve_lpips_backbone(backbone_weights, download=download).resolve()
-    dev = torch.device(device) if device is not None else preds.device
-    model = _cached(path, str(dev))
-    return model(preds, target).to(preds.device)
+    return LPIPS.distances(preds, target, path=path, device=device)

@@ -17,7 +17,6 @@ path of the file, is deprecated but still read in gradinv 0.1.)
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections import OrderedDict
@@ -154,10 +153,9 @@ class STLPIPS(PerceptualMetric):
         self.weights_path = path
         self._freeze()
 
-
-@functools.lru_cache(maxsize=4)
-def _cached(path: Path, device: str) -> STLPIPS:
-    return STLPIPS(weights=path).to(device)
+    @classmethod
+    def from_file(cls, path: Path) -> STLPIPS:
+        return cls(weights=path)
 
 
 def stlpips(
@@ -185,5 +183,4 @@ def stlpips(
         MetricUnavailable: the weight file cannot be found.
     """
     path = resolve_stlpips_weights(weights).resolve()
-    dev = torch.device(device) if device is not None else preds.device
-    return _cached(path, str(dev))(preds, target).to(preds.device)
+    return STLPIPS.distances(preds, target, path=path, device=device)
