@@ -192,30 +192,36 @@ def test_report_from_the_folder_alone(tmp_path: Path) -> None:
     assert html.count("<img") >= 4  # one image grid per grid point (plus plots)
 
 
-def test_pool_gives_the_rows_of_the_same_thread_count(tmp_path: Path) -> None:
-    spec = parse_study(_doc())
-    pool = run_study(spec, tmp_path / "pool", executor=make_executor("local", workers=2), outputs=False)
-    assert pool.complete
+@pytest.fixture(scope="module")
+def pool_rows(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The toy study run by a local pool of 2 processes (shared by the executor tests)."""
+    out = tmp_path_factory.mktemp("pool")
+    run = run_study(parse_study(_doc()), out, executor=make_executor("local", workers=2))
+    assert run.complete
+    return run
+
+
+def test_pool_gives_the_rows_of_the_same_thread_count(tmp_path: Path, pool_rows: Any) -> None:
     # oracle: the same trials one at a time in this process, with the pool's per-trial threads
     import torch
 
+    from gradinv.studies.executors import threads_per_trial
+
     threads = torch.get_num_threads()
     try:
-        from gradinv.studies.executors import threads_per_trial
-
         torch.set_num_threads(threads_per_trial(2))
-        serial = run_study(spec, tmp_path / "serial", executor=InProcessExecutor(), outputs=False)
+        serial = run_study(parse_study(_doc()), tmp_path, executor=InProcessExecutor(), outputs=False)
     finally:
         torch.set_num_threads(threads)
-    assert _numbers(pool.rows) == _numbers(serial.rows)
+    assert _numbers(pool_rows.rows) == _numbers(serial.rows)
 
 
-def test_ray_executor_gives_the_local_rows(tmp_path: Path) -> None:
+def test_ray_executor_gives_the_local_rows(tmp_path: Path, pool_rows: Any) -> None:
     pytest.importorskip("ray", reason="the [ray] extra is not installed (CI installs it)")
-    spec = parse_study(_doc())
-    local = run_study(spec, tmp_path / "local", executor=make_executor("local", workers=2), outputs=False)
-    ray_run = run_study(spec, tmp_path / "ray", executor=make_executor("ray", workers=2), outputs=False)
-    assert _numbers(ray_run.rows) == _numbers(local.rows)
+    ray_run = run_study(
+        parse_study(_doc()), tmp_path, executor=make_executor("ray", workers=2), outputs=False
+    )
+    assert _numbers(ray_run.rows) == _numbers(pool_rows.rows)
 
 
 def test_missing_ray_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,31 +251,31 @@ def _stored(path: Path) -> int:
         return 0
 
 
-def test_kill_9_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+def test_kill_9_loses_nothing_and_duplicates_nothing(tmp_path: Path, pool_rows: Any) -> None:
     study = tmp_path / "toy.toml"
-    study.write_text(TOY.replace("values = [2, 4]", "values = [2, 4, 6]"))
+    study.write_text(TOY)
     out = tmp_path / "run"
     proc = _gradinv("study", "run", str(study), "--workers", "2", "--out", str(out), "--no-progress")
     deadline = time.monotonic() + 120
     while _stored(out / STORE_NAME) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert proc.poll() is None, "the study finished before it could be killed: make the trials slower"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, at once
     proc.wait()
     killed_with = _stored(out / STORE_NAME)
-    assert 2 <= killed_with < 12
+    assert 2 <= killed_with < 8
     again = _gradinv("study", "run", str(study), "--workers", "2", "--out", str(out), "--no-progress")
     log, _ = again.communicate(timeout=300)
     assert again.returncode == 0, log
-    assert f"{12 - killed_with} computed now, {killed_with} reused" in log
-    spec = load_study(study)
+    assert f"{8 - killed_with} computed now, {killed_with} reused" in log
     with Store(out / STORE_NAME) as st:
         rows = st.rows()
+    spec = load_study(study)
     assert sorted(r.key for r in rows) == sorted(t.key for t in spec.trials())  # one row each
-    clean = run_study(spec, tmp_path / "clean", executor=make_executor("local", workers=2))
+    # the same numbers and the same table as an uninterrupted run with the same --workers
     by_key = {r.key: r for r in rows}
-    assert _numbers([by_key[r.key] for r in clean.rows]) == _numbers(clean.rows)
-    assert (out / "table.md").read_text() == (tmp_path / "clean" / "table.md").read_text()
+    assert _numbers([by_key[r.key] for r in pool_rows.rows]) == _numbers(pool_rows.rows)
+    assert (out / "table.md").read_text() == Path(pool_rows.outputs.table_md).read_text()
 
 
 def test_builtin_studies_parse_in_every_scale() -> None:

@@ -37,24 +37,37 @@ __all__ = [
     "TrialRow",
     "decode_images",
     "encode_images",
+    "format_value",
     "scalar_title",
 ]
 
 Status = Literal["ok", "refused"]
 
-#: numbers a row keeps besides the scored metrics, with their display titles (the metrics' own titles
+#: numbers a row keeps besides the scored metrics: display title and number format (the metrics' own
 #: come from the metric registry)
-RUN_SCALARS: Mapping[str, str] = {
-    "test_accuracy": "Test accuracy (utility)",
-    "attack_seconds": "Attack time (s)",
-    "iterations": "Attack iterations",
-    "num_images": "Images",
+RUN_SCALARS: Mapping[str, tuple[str, str]] = {
+    "test_accuracy": ("Test accuracy (utility)", ".4f"),
+    "attack_seconds": ("Attack time (s)", ".3g"),
+    "iterations": ("Attack iterations", ".0f"),
+    "num_images": ("Images", ".0f"),
 }
 
 
 def scalar_title(name: str) -> str | None:
     """The display title of a run scalar (:data:`RUN_SCALARS`), ``None`` for other names."""
-    return RUN_SCALARS.get(name)
+    return RUN_SCALARS[name][0] if name in RUN_SCALARS else None
+
+
+def format_value(name: str, value: float) -> str:
+    """A cell's number: a run scalar in its format, a metric in the registry's
+    (:func:`gradinv.report.format.format_metric`)."""
+    from gradinv.report.format import format_metric, format_number
+
+    return (
+        format_number(float(value), RUN_SCALARS[name][1])
+        if name in RUN_SCALARS
+        else format_metric(name, value)
+    )
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ config plus the gradinv version (:func:`trial_key`), so a changed config never r
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -333,6 +334,10 @@ class StudySpec:
 
     def trials(self) -> list[Trial]:
         """Every grid point × repeat, in grid order (repeats innermost), resolved and validated."""
+        return list(self._trials)
+
+    @functools.cached_property
+    def _trials(self) -> tuple[Trial, ...]:
         out: list[Trial] = []
         seen: dict[str, str] = {}
         for point in _grid(self.axes):
@@ -363,7 +368,7 @@ class StudySpec:
                 seen[key] = f"{where} repeat {r}"
                 values = {a.name: v.raw for a, v in point}
                 out.append(Trial(key=key, point=labels, values=values, repeat=r, config=cfg_r))
-        return out
+        return tuple(out)
 
 
 def _check_layout(info: StudyInfo, axes: Sequence[Axis]) -> None:

@@ -44,9 +44,8 @@ import numpy as np
 
 from gradinv.errors import ConfigError
 from gradinv.metrics import METRICS
-from gradinv.report.format import format_metric
 from gradinv.report.html import metric_title
-from gradinv.studies.rows import TableLayout, TrialRow, scalar_title
+from gradinv.studies.rows import TableLayout, TrialRow, format_value, scalar_title
 
 __all__ = [
     "Cell",
@@ -401,9 +400,9 @@ def cell_text(cell: Cell, *, mark_n: int | None = None, sep: str = " ± ") -> st
         if cell.is_refused:
             return "refused"
         return "nan" if cell.nan else "—"
-    text = format_metric(cell.metric, cell.mean)
+    text = format_value(cell.metric, cell.mean)
     if cell.std is not None:
-        text += sep + format_metric(cell.metric, cell.std)
+        text += sep + format_value(cell.metric, cell.std)
     if mark_n is not None and cell.n != mark_n:
         text += f" (n={cell.n})"
     if cell.refused:
@@ -519,9 +518,9 @@ def _tex_cell(cell: Cell, mark_n: int) -> str:
         if cell.is_refused:
             return "refused"
         return "nan" if cell.nan else "--"
-    text = _tex_number(format_metric(cell.metric, cell.mean))
+    text = _tex_number(format_value(cell.metric, cell.mean))
     if cell.std is not None:
-        text += r" \pm " + _tex_number(format_metric(cell.metric, cell.std))
+        text += r" \pm " + _tex_number(format_value(cell.metric, cell.std))
     out = f"${text}$"
     if cell.n != mark_n:
         out += f" ($n={cell.n}$)"
