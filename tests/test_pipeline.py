@@ -42,10 +42,10 @@ def test_a_refusal_names_the_missing_knowledge_and_runs_nothing(truth, monkeypat
         raise AssertionError("the attack must not run")
 
     monkeypatch.setattr(Attack, "reconstruct", boom)
-    checked = check_attack(truth, create_attack("idlg"), "A")
+    checked = check_attack(truth, create_attack("inverting-gradients"), "A")
     assert not checked.ok and "basic knowledge" in " ".join(checked.problems)
     with pytest.raises(AttackRefused, match="basic knowledge"):
-        attack_and_score(truth, create_attack("idlg"), "A")
+        attack_and_score(truth, create_attack("inverting-gradients"), "A")
 
 
 def test_lpips_switched_on_without_weights_fails_before_the_attack(truth, monkeypatch, tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from gradinv.cli.common import dry_run_rows
 from gradinv.config import PretrainConfig, apply_overrides, parse_config, to_nested
 from gradinv.data import load_digits_dataset
 from gradinv.errors import ConfigError
@@ -166,6 +167,8 @@ def test_dry_run_selects_rows_but_does_not_train() -> None:
     assert pre.test_accuracy is None and not plan.checked.problems
     fresh = build_model("mlp", num_classes=10, in_channels=1, image_size=8, seed=0)
     assert same_weights(plan.scenario.model, fresh)
+    rows = {row[0].strip(): row[1] for row in dry_run_rows(plan)}
+    assert rows["pretraining"].startswith("3 FedAvg round(s) on 320 training / 20 test rows first")
 
 
 def test_typos_and_overrides() -> None:

@@ -9,9 +9,11 @@ from gradinv.attacks import create_attack
 from gradinv.errors import AttackRefused, ConfigError
 from gradinv.models import build_model
 from gradinv.threat import (
+    BASIC_FIELDS,
     LEVELS,
     THREAT_MODELS,
     Knowledge,
+    Source,
     check_requirements,
     get_threat_model,
     threat_model_from_levels,
@@ -78,10 +80,15 @@ def test_view_removes_what_is_not_granted(photos):
     batch = photo_batch(photos, [0, 1], labels=[4, 7])
     tr = TrainingConfig("fedavg", epochs=2, batch_size=1, lr=0.01, seed=9)
     _, a = simulate_view(model, [batch], tr, threat="A")
-    assert a.num_samples is None and a.input_shape is None and a.normalization is None
+    assert a.num_samples is None and a.normalization is None and a.class_names == ()
     assert a.training is None and a.label_counts is None and a.bn_statistics is None
+    # what the model itself reveals: the label space, and the input shape the architecture fixes
+    assert a.num_classes == 10 and a.fact("num_classes").source is Source.MODEL
+    assert a.input_shape == (3, 32, 32) and a.fact("input_shape").source is Source.ASSUMED  # 27-35 fit
+    assert a.fact("num_samples").source is Source.UNKNOWN
     _, b = simulate_view(model, [batch], tr, threat="B")
     assert b.num_samples == 2 and b.input_shape == (3, 32, 32) and b.num_classes == 10
+    assert {f.field: f.source for f in b.facts} == dict.fromkeys(BASIC_FIELDS, Source.GRANTED)
     assert b.training is None and b.label_counts is None and b.bn_statistics is None
     _, c = simulate_view(model, [batch], tr, threat="C")
     assert c.training is not None and c.training.lr == 0.01 and c.training.seed is None  # seed is private
@@ -111,7 +118,7 @@ def test_server_sees_victim_update_only_under_plain_mean(photos):
 def test_refusal_names_missing_knowledge_and_weakest_model(photos):
     _, view = simulate_view(tiny_lenet(), [photo_batch(photos, [0])], threat="A")
     with pytest.raises(AttackRefused) as e:
-        create_attack("dlg", iterations=1).reconstruct(view, device="cpu")
+        create_attack("inverting-gradients", iterations=1).reconstruct(view, device="cpu")
     msg = str(e.value)
     assert "basic knowledge" in msg and "threat model A (Eavesdropper)" in msg and '"B"' in msg
     _, view_b = simulate_view(tiny_lenet(), [photo_batch(photos, [0])], threat="B")

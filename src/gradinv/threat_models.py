@@ -28,6 +28,14 @@ True
 'E'
 >>> threat_model_from_levels([0, 4]).describe()
 'L04 (Du et al. levels [0, 4]): model updates, basic knowledge, client data distribution'
+
+Where a fact of basic knowledge came from, when the threat model does not grant it, is a
+:class:`Fact` in the view (:attr:`gradinv.types.AttackerView.facts`): read off the model the attacker
+sees (:attr:`Source.MODEL`), assumed by the attack (:attr:`Source.ASSUMED`) or granted
+(:attr:`Source.GRANTED`).
+
+>>> Fact("num_samples", Source.ASSUMED, "DLG's B = 1").describe()
+"num_samples: assumed (DLG's B = 1)"
 """
 
 from __future__ import annotations
@@ -39,10 +47,13 @@ from enum import Enum
 from gradinv.errors import AttackRefused, ConfigError, did_you_mean
 
 __all__ = [
+    "BASIC_FIELDS",
     "LEVELS",
     "THREAT_MODELS",
+    "Fact",
     "Knowledge",
     "Requirement",
+    "Source",
     "ThreatModel",
     "check_requirements",
     "ensure_requirements",
@@ -74,7 +85,11 @@ class Knowledge(str, Enum):
 
 
 _DESCRIPTIONS: dict[Knowledge, tuple[str, str]] = {
-    Knowledge.MODEL_UPDATES: ("model updates", "the shared update and the global model as sent"),
+    Knowledge.MODEL_UPDATES: (
+        "model updates",
+        "the shared update and the global model as sent (and what the model reveals: the label space, "
+        "and the input shape where the architecture fixes it)",
+    ),
     Knowledge.BASIC_KNOWLEDGE: (
         "basic knowledge",
         "number of samples, input shape, label space and input normalisation",
@@ -296,3 +311,41 @@ def ensure_requirements(attack: str, requirements: Iterable[Requirement], threat
     problems = check_requirements(attack, requirements, threat)
     if problems:
         raise AttackRefused(" ".join(problems))
+
+
+#: The view fields basic knowledge grants (:class:`gradinv.types.AttackerView`).
+BASIC_FIELDS = ("num_samples", "input_shape", "num_classes", "normalization")
+
+
+class Source(str, Enum):
+    """Where a fact in the attacker's view came from."""
+
+    GRANTED = "granted"  # the threat model grants it
+    MODEL = "model"  # read off the global model the attacker sees (architecture, layer widths)
+    ASSUMED = "assumed"  # assumed by the attack (the paper's assumption or a configured value)
+    UNKNOWN = "unknown"  # neither granted nor revealed by the model (the view's field is None)
+
+    @property
+    def label(self) -> str:
+        return _SOURCE_LABELS[self.value]
+
+
+_SOURCE_LABELS = {
+    "granted": "granted",
+    "model": "inferred from the model",
+    "assumed": "assumed",
+    "unknown": "unknown",
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """Provenance of one field of the attacker's view (``field``: a name in :data:`BASIC_FIELDS`):
+    its ``source`` and, in words, how it was obtained (``detail``)."""
+
+    field: str
+    source: Source
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.field}: {self.source.label}" + (f" ({self.detail})" if self.detail else "")

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from gradinv.errors import ConfigError, DataError, UpdateError
-from gradinv.threat_models import ThreatModel
+from gradinv.threat_models import Fact, ThreatModel
 
 __all__ = [
     "AttackResult",
@@ -445,6 +445,10 @@ class AttackerView:
     * surrogate data: ``surrogate`` (images from the same distribution, not the victim's).
     * client data distribution: ``bn_statistics`` and ``label_counts``.
     * ``label_counts`` is also set by the ``labels`` extension (known labels, as a multiset).
+    * ``facts``: where each basic-knowledge field came from (:class:`~gradinv.threat_models.Fact`:
+      granted, inferred from the model, or assumed by the attack), so reports can say so. Under a
+      threat model without basic knowledge the view still holds what the model reveals (the label
+      space, and the input shape where the architecture fixes it).
     """
 
     threat: ThreatModel
@@ -460,6 +464,7 @@ class AttackerView:
     surrogate: SurrogateData | None = None
     bn_statistics: tuple[BNStatistics, ...] | None = None
     label_counts: Tensor | None = None
+    facts: tuple[Fact, ...] = ()
 
     def __post_init__(self) -> None:
         self.update.check_matches(self.model)
@@ -475,6 +480,10 @@ class AttackerView:
                     f"Expected label counts summing to num_samples={self.num_samples}, "
                     f"but they sum to {int(lc.sum())}."
                 )
+
+    def fact(self, name: str) -> Fact | None:
+        """Where the view's field ``name`` came from (``None``: not recorded)."""
+        return next((f for f in self.facts if f.field == name), None)
 
     @property
     def known_labels(self) -> Tensor | None:

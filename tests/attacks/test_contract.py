@@ -1,7 +1,8 @@
 """Every registered attack through one contract, on tiny scenarios with tiny budgets.
 
 Rows live in ``tests/attacks/contract_cases_*.py`` (one file per attack family; each defines
-``CASES``, a list of ``{"config": <experiment config dict>, "refuse_under": <threat id>}``). Every
+``CASES``, a list of ``{"config": <experiment config dict>, "refuse_under": <threat id>}``; ``None``
+for an attack that runs under every threat model, even A, which the row then checks). Every
 registered attack needs at least one row; the run goes through the whole pipeline (crafting for
 active attacks, the round, the threat-gated view, the attack, matched evaluation)."""
 
@@ -56,6 +57,10 @@ def test_contract(case):
     assert r.result.iterations >= 0 and r.result.attack == cls.name
     assert dict(r.result.parameters) == r.attack.config.to_dict()
     assert "psnr" in r.evaluation.metrics and "mse" in r.evaluation.metrics
+    if case["refuse_under"] is None:  # runs under A, the weakest threat model (e.g. DLG, paper 004)
+        weakest = run_experiment(apply_overrides(cfg, {"threat.model": "A"}), device="cpu")
+        assert weakest.result.reconstruction.images.shape[1:] == r.truth.images.shape[1:]
+        return
     weaker = apply_overrides(cfg, {"threat.model": case["refuse_under"]})
     with pytest.raises(AttackRefused, match="requires"):
         run_experiment(weaker, device="cpu")

@@ -28,7 +28,8 @@ def test_list_text_and_json(capsys):
     assert main(["list", "attacks", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     by_name = {a["name"]: a for a in data["attacks"]}
-    assert by_name["dlg"]["weakest_threat_model"] == "B"
+    assert by_name["dlg"]["weakest_threat_model"] == "A"  # paper 004 lists DLG under A
+    assert by_name["inverting-gradients"]["weakest_threat_model"] == "B"
     assert "basic_knowledge" in by_name["inverting-gradients"]["requires"]
 
 
@@ -113,8 +114,11 @@ def test_dry_run_prints_an_aligned_table(capsys):
 
 
 def test_dry_run_reports_refusal(capsys):
-    assert main(["attack", "--dry-run", "--threat", "A", "--attack", "dlg", "--image-size", "8"]) == 2
+    args = ["attack", "--dry-run", "--threat", "A", "--image-size", "8"]
+    assert main([*args, "--attack", "inverting-gradients"]) == 2
     assert "attack refused" in capsys.readouterr().out
+    assert main([*args, "--attack", "dlg"]) == 0  # DLG runs under A (paper 004), assuming B = 1
+    assert "DLG: ok" in capsys.readouterr().out
     assert main(["attack", "--dry-run", "--threat", "B", "--attack", "dlg", "--image-size", "8"]) == 0
     assert "DLG: ok" in capsys.readouterr().out
 

@@ -15,6 +15,15 @@ Set ``restarts = 1`` for the paper's setting. The best iterate seen per candidat
 diverging L-BFGS (NaN) cannot destroy a good solution.
 ``iterations`` counts L-BFGS *steps* as in the authors' code (each up to ``max_iter`` objective
 evaluations); the result's ``iterations`` counts evaluations.
+
+Threat model: DLG's attacker sees only the shared gradient and the model (threat model A of
+Carletti et al., USENIX Security 2025, whose table lists DLG under A). What it needs beyond that
+it reads off the model or assumes, as the paper does (:class:`~gradinv.attacks.base.AssumptionsConfig`):
+the label space is the classifier's output width and the input shape is read off the first layers
+(:func:`gradinv.threat.read_model`); the batch size is assumed (``assumed_batch_size``, default 1)
+and the inputs unnormalised (``assumed_normalization = "none"``, the paper's setting). Granted basic
+knowledge (threat model B or stronger) replaces every assumption; the result's notes list what was
+inferred or assumed.
 """
 
 from __future__ import annotations
@@ -24,12 +33,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor
 
-from gradinv.attacks.base import ProgressFn, register_attack
+from gradinv.attacks.base import (
+    UPDATES_NEEDED,
+    AssumptionsConfig,
+    ProgressFn,
+    assume_basics,
+    register_attack,
+)
 from gradinv.attacks.gradients import Batching, CandidateEvaluator, Objective, Probe
 from gradinv.attacks.objectives import DistanceName
 from gradinv.attacks.optim import BatchedLBFGS
@@ -42,9 +57,18 @@ from gradinv.attacks.optimization import (
     Setup,
     init_candidates,
 )
+from gradinv.threat import Requirement
 from gradinv.types import AttackerView, AttackResult
 
-__all__ = ["DLG", "DLGConfig", "LBFGSConfig", "LBFGSSettings", "lbfgs_match", "lbfgs_optimiser"]
+__all__ = [
+    "BASICS_ASSUMED",
+    "DLG",
+    "DLGConfig",
+    "LBFGSConfig",
+    "LBFGSSettings",
+    "lbfgs_match",
+    "lbfgs_optimiser",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +86,20 @@ class LBFGSConfig(ObjectiveConfig):
     distance: DistanceName = "l2"
 
 
+#: What DLG and iDLG assume where the threat model grants no basic knowledge (for ``gradinv list`` and
+#: the catalog).
+BASICS_ASSUMED = (
+    "label space: the classifier's output width (read off the model)",
+    "input shape: read off the model's first layers (square images), or assumed_input_shape",
+    "number of samples: assumed_batch_size (default 1, the paper's B = 1)",
+    "normalisation: assumed_normalization (default none: unnormalised inputs in [0, 1])",
+)
+
+
 @dataclass(frozen=True)
-class DLGConfig(LBFGSConfig):
-    """DLG settings; defaults follow the authors' code (4 restarts: see the module docstring)."""
+class DLGConfig(LBFGSConfig, AssumptionsConfig):
+    """DLG settings; defaults follow the authors' code (4 restarts: see the module docstring). The
+    ``assumed_*`` options are used only where the threat model does not grant basic knowledge."""
 
     restarts: int = 4
     init: Literal["randn", "rand"] = "randn"
@@ -159,6 +194,13 @@ class DLG(OptimizationAttack):
     paper = "Zhu, Liu, Han. Deep Leakage from Gradients. NeurIPS 2019"
     config_cls = DLGConfig
     config: DLGConfig
+    base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED,)
+    assumptions = BASICS_ASSUMED
+
+    def assume(self, view: AttackerView) -> AttackerView:
+        return assume_basics(
+            view, self.config, attack=self.title, why_batch="DLG's default: one image per update"
+        )
 
     def _reconstruct(
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device

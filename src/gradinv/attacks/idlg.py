@@ -9,26 +9,39 @@ the cross-entropy gradient with that fixed label. Uniform initialisation as in t
 Deviations: ``labels`` selects another recovery method (or known labels, where the threat model
 grants them) so the attack also runs for B > 1, where iDLG's own rule is undefined; restarts are
 batched candidates as in :mod:`gradinv.attacks.dlg`.
+
+Threat model: as DLG, A (model updates only; Carletti et al. list iDLG under A). The label space and
+input shape are read off the model, the batch size is assumed (``assumed_batch_size``, default 1:
+iDLG's label rule is defined for one sample) and the inputs unnormalised; granted basic knowledge
+replaces the assumptions. ``labels = "known"`` needs the labels (e.g. ``A+labels``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
-from gradinv.attacks.base import ProgressFn, register_attack
-from gradinv.attacks.dlg import LBFGSConfig, lbfgs_optimiser
+from gradinv.attacks.base import (
+    UPDATES_NEEDED,
+    AssumptionsConfig,
+    ProgressFn,
+    assume_basics,
+    register_attack,
+)
+from gradinv.attacks.dlg import BASICS_ASSUMED, LBFGSConfig, lbfgs_optimiser
 from gradinv.attacks.optimization import LabelledConfig, OptimizationAttack
+from gradinv.threat import Requirement
 from gradinv.types import AttackerView, AttackResult
 
 __all__ = ["IDLG", "IDLGConfig"]
 
 
 @dataclass(frozen=True)
-class IDLGConfig(LBFGSConfig, LabelledConfig):
-    """iDLG settings: DLG's L-BFGS plus a label strategy (``idlg`` is the paper's)."""
+class IDLGConfig(LBFGSConfig, LabelledConfig, AssumptionsConfig):
+    """iDLG settings: DLG's L-BFGS plus a label strategy (``idlg`` is the paper's); the ``assumed_*``
+    options are used only where the threat model does not grant basic knowledge."""
 
     init: Literal["randn", "rand"] = "rand"
     labels: str = "idlg"
@@ -43,6 +56,13 @@ class IDLG(OptimizationAttack):
     paper = "Zhao, Mopuri, Bilen. iDLG: Improved Deep Leakage from Gradients. arXiv 2020"
     config_cls = IDLGConfig
     config: IDLGConfig
+    base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED,)
+    assumptions = BASICS_ASSUMED
+
+    def assume(self, view: AttackerView) -> AttackerView:
+        return assume_basics(
+            view, self.config, attack=self.title, why_batch="iDLG's label rule is defined for one sample"
+        )
 
     def _reconstruct(
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device

@@ -12,7 +12,7 @@ from gradinv.errors import GradinvError
 
 #: command modules in the order ``gradinv --help`` lists them; other modules of gradinv.cli that
 #: define ``add_parser`` are added after these (new commands need no edit here)
-ORDER = ("demo", "attack", "list_cmd")
+ORDER = ("demo", "attack", "list_cmd", "catalog")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -330,6 +330,17 @@ def dry_run_rows(plan: DryRun) -> list[Row]:
         ("  defenses", defenses),
         ("threat model", f"{threat.id} ({threat.name})"),
     ]
+    pre = sc.pretraining
+    if pre is not None and pre.rounds:
+        n_train, n_test = len(pre.train_indices), len(pre.test_indices)
+        rows.insert(
+            -1,
+            (
+                "  pretraining",
+                f"{pre.rounds} FedAvg round(s) on {n_train} training / {n_test} test rows first "
+                "(not run in a dry run)",
+            ),
+        )
     if threat.applicability:
         rows.append(("  applicability", applicability_text(threat.applicability)))
     for k in Knowledge:
