@@ -1,18 +1,11 @@
-"""Acceptance measurements of the defenses / frontier issue on real CIFAR-10 (../shared). Prints JSON.
-
-Two parts:
-
-* ``train``: multi-round FedAvg without defenses (the frontier's federation: 20 clients, 5 per
-  round, E = 1, B = 32) for a few small models: test accuracy per evaluated round and wall time.
-* ``frontier``: runs ``configs/frontier_cifar10.toml`` (resumable: points already in ``--out``
-  are reused, so an interrupted run continues) and reports, per point, accuracy and leakage, the
-  ranking of the defenses by their best useful trade-off, and whether noise trades off monotonically.
+"""Multi-round FedAvg training on real CIFAR-10 (../shared), the federation of the CIFAR-10 frontier
+(20 clients, 5 per round, E = 1, B = 32), for a few small models: test accuracy per evaluated round
+and wall time. Prints JSON.
 
     python benchmarks/acceptance_frontier.py train --rounds 30
-    python benchmarks/acceptance_frontier.py frontier --out gradinv-out/frontier_cifar10
-    python benchmarks/acceptance_frontier.py frontier --out gradinv-out/frontier_reduced --set fl.rounds=10
 
-Timings on a shared machine are indicative only.
+The frontier itself is a study: ``gradinv frontier configs/frontier_cifar10.toml --out DIR`` (resumable,
+``--workers N`` / ``--executor ray``). Timings on a shared machine are indicative only.
 """
 
 from __future__ import annotations
@@ -25,12 +18,10 @@ from typing import Any
 
 import torch
 
-from _common import ROOT, emit, machine, shared_dir
+from _common import emit, machine, shared_dir
 from gradinv.data import load_npz
 from gradinv.fl.training import FederatedConfig, train_federated
 from gradinv.models import build_model
-from gradinv.studies.frontier import FrontierEvent, load_frontier_config, run_frontier
-from gradinv.studies.frontier_report import leakage_value, summarize
 from gradinv.types import TrainingConfig
 
 MODELS: dict[str, dict[str, Any]] = {
@@ -70,78 +61,6 @@ def train_part(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def frontier_part(args: argparse.Namespace) -> dict[str, Any]:
-    from gradinv.cli.frontier import _overrides
-
-    cfg = load_frontier_config(args.config, overrides=_overrides(args.sets))
-
-    def progress(ev: FrontierEvent) -> None:
-        if ev.kind == "point" and ev.record is not None:
-            r = ev.record
-            leak = leakage_value(r, cfg.attacks[0].label, cfg.frontier.leakage)
-            print(
-                f"[{ev.index + 1}/{ev.total}] {ev.point.describe()}: accuracy {r['accuracy']:.3f}, "
-                f"{cfg.frontier.leakage} {leak:.2f} ({r['seconds']['training']:.0f}+"
-                f"{r['seconds']['attacks']:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    start = time.perf_counter()
-    res = run_frontier(cfg, args.out, progress=progress)
-    summary = summarize(cfg, res.records)
-    points = []
-    for r in res.records:
-        p = r["point"]
-        points.append(
-            {
-                "defense": p["label"],
-                "param": p["param"],
-                "value": p["value"],
-                "accuracy": r["accuracy"],
-                **{
-                    a.label: {
-                        m: leakage_value(r, a.label, m) for m in ("psnr", "ssim", "stlpips", "label_accuracy")
-                    }
-                    for a in cfg.attacks
-                },
-                "training_seconds": r["seconds"]["training"],
-                "attack_seconds": r["seconds"]["attacks"],
-            }
-        )
-    noise = {
-        a: next((d for d in s["defenses"] if d["defense"] == "gaussian-noise"), None)
-        for a, s in summary["attacks"].items()
-    }
-    return {
-        "config": str(args.config),
-        "overrides": args.sets,
-        "out": str(args.out),
-        "computed_now": len(res.computed),
-        "reused": len(res.skipped),
-        "missing": len(res.missing),
-        "wall_seconds": time.perf_counter() - start,
-        "points": points,
-        "ranking": {a: s["ranking"] for a, s in summary["attacks"].items()},
-        "best_tradeoff": {
-            a: {d["label"]: d["best"] for d in s["defenses"]} for a, s in summary["attacks"].items()
-        },
-        "noise_monotone": {
-            a: None
-            if n is None
-            else {
-                "accuracy": n["accuracy_monotone"],
-                "leakage": n["leakage_monotone"],
-                "spearman_accuracy": n["spearman_accuracy"],
-                "spearman_leakage": n["spearman_leakage"],
-            }
-            for a, n in noise.items()
-        },
-        "baseline_accuracy": summary["baseline_accuracy"],
-        "outputs": {k: str(v) for k, v in res.outputs.items()},
-    }
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="part", required=True)
@@ -149,14 +68,10 @@ def main() -> None:
     t.add_argument("--models", nargs="+", default=["mlp64", "mlp256"], choices=sorted(MODELS))
     t.add_argument("--rounds", type=int, default=30)
     t.add_argument("--train-images", type=int, default=0, help="0: all 10k")
-    f = sub.add_parser("frontier", help="run (or resume) the CIFAR-10 frontier")
-    f.add_argument("--config", default=str(ROOT / "configs" / "frontier_cifar10.toml"))
-    f.add_argument("--out", default=str(ROOT / "gradinv-out" / "frontier_cifar10"))
-    f.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out: dict[str, Any] = {"benchmark": "acceptance_frontier", "part": args.part, "machine": machine()}
-    out.update(train_part(args) if args.part == "train" else frontier_part(args))
+    out.update(train_part(args))
     emit({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()})
 
 

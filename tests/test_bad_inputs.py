@@ -57,19 +57,14 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(d, "defense_bits.toml", "[[defenses]]\nname = 'qsgd'\nbits = 0\n")
     _write(d, "model_option.toml", "[model]\nname = 'convnet'\nwidht = 3\n")
     _write(d, "num_classes.toml", "[model]\nnum_classes = -3\n")
-    # frontier configs
-    _write(d, "f_ok.toml", "[fl]\nnum_clients = 4\n[attack]\nname = 'idlg'\n[data]\nsource = 'samples'\n")
-    _write(d, "f_section.toml", "[fll]\nnum_clients = 4\n")
+    # frontier: a config of the earlier runner, and study files
+    _write(d, "f_legacy.toml", "[fl]\nnum_clients = 4\n[attack]\nname = 'idlg'\n[data]\nsource = 'samples'\n")
+    _write(d, "f_study_typo.toml", "[studdy]\nname = 'x'\n")
     _write(
         d,
-        "f_values_inf.toml",
-        "[attack]\nname = 'idlg'\n[[defenses]]\nname = 'gaussian-noise'\nparam = 'sigma'\nvalues = [inf]\n",
-    )
-    _write(d, "f_drop_nan.toml", "[attack]\nname = 'idlg'\n[frontier]\nmax_accuracy_drop = nan\n")
-    _write(
-        d,
-        "f_param.toml",
-        "[attack]\nname = 'idlg'\n[[defenses]]\nname = 'gaussian-noise'\nparam = 'sigmaa'\nvalues = [1.0]\n",
+        "f_frontier_axis.toml",
+        "[study]\nname = 'x'\nrows = ['defense']\n[study.frontier]\naxis = 'defence'\n"
+        "[[axes]]\nname = 'defense'\nkey = 'attack.iterations'\nvalues = [1, 2]\n",
     )
     # npz files
     (d / "random.npz").write_bytes(rng.integers(0, 256, 512, dtype=np.uint8).tobytes())
@@ -289,15 +284,19 @@ CLI_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("out-under-file", ["attack", "--out", "{d}/afile/run", "--image-size", "8"], ("lies under", "afile")),
     ("dry-run-out-under-file", ["attack", "--out", "{d}/afile/run", DRY], ("lies under",)),
     ("demo-out-under-file", ["demo", "--quick", "--out", "{d}/afile/demo"], ("lies under",)),
-    ("frontier-out-under-file", ["frontier", "-c", "{d}/f_ok.toml", "--out", "{d}/afile/f"], ("lies under",)),
-    # frontier configs
-    ("frontier-config-missing", ["frontier", "-c", "{d}/none.toml", DRY], ("does not exist",)),
-    ("frontier-section-typo", ["frontier", "-c", "{d}/f_section.toml", DRY], ("Did you mean 'fl'",)),
-    ("frontier-values-inf", ["frontier", "-c", "{d}/f_values_inf.toml", DRY], ("`sigma`", "finite")),
-    ("frontier-drop-nan", ["frontier", "-c", "{d}/f_drop_nan.toml", DRY], ("`max_accuracy_drop`", "finite")),
-    ("frontier-param-typo", ["frontier", "-c", "{d}/f_param.toml", DRY], ("Did you mean 'sigma'",)),
+    ("frontier-out-under-file", ["frontier", "--out", "{d}/afile/f"], ("lies under",)),
+    # frontier (an alias of `study run frontier`)
+    (
+        "frontier-legacy-config",
+        ["frontier", "-c", "{d}/f_legacy.toml", DRY],
+        ("earlier frontier runner", "[fl]"),
+    ),
+    ("frontier-study-missing", ["frontier", "-c", "{d}/none.toml", DRY], ("none.toml",)),
+    ("frontier-section-typo", ["frontier", "{d}/f_study_typo.toml", DRY], ("Did you mean 'study'",)),
+    ("frontier-axis-typo", ["frontier", "{d}/f_frontier_axis.toml", DRY], ("frontier axis", "'defence'")),
     ("frontier-binary-config", ["frontier", "-c", "{d}/binary.toml", DRY], ("UTF-8 TOML",)),
-    ("frontier-set-malformed", ["frontier", "-c", "{d}/f_ok.toml", "--set", "rounds", DRY], ("SECTION.KEY",)),
+    ("frontier-set-malformed", ["frontier", "--set", "rounds", DRY], ("SECTION.KEY",)),
+    ("frontier-both", ["frontier", "frontier", "-c", "{d}/f_legacy.toml", DRY], ("one study",)),
     # vet
     ("vet-nothing", ["vet"], ("--model NAME", "neither")),
     ("vet-checkpoint-missing", ["vet", "--checkpoint", "{d}/none.pt"], ("does not exist",)),
@@ -335,14 +334,14 @@ def _check_message(err: str, needles: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(("argv", "needles"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 def test_bad_cli_input_is_one_clear_error(argv, needles, bad, capsys, monkeypatch):
     import gradinv.experiment
-    import gradinv.studies.frontier
+    import gradinv.studies.engine
 
     def no_attack(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the attack ran although the input was bad")
 
     # the bad input must be caught before the attack runs (an output-folder error before any work)
     monkeypatch.setattr(gradinv.experiment.Attack, "reconstruct", no_attack)
-    monkeypatch.setattr(gradinv.studies.frontier, "run_frontier", no_attack)
+    monkeypatch.setattr(gradinv.studies.engine, "run_study", no_attack)
     code = main([a.replace("{d}", str(bad)) for a in argv])
     out, err = capsys.readouterr()
     assert code == 2, f"exit code {code}\nstdout:\n{out}\nstderr:\n{err}"
@@ -430,17 +429,6 @@ def _malicious_cifar_pickle() -> Any:
     return restricted_unpickle(pickle.dumps(Evil()))
 
 
-def _frontier_num_classes(d: Path) -> Any:
-    from gradinv.studies.frontier import load_frontier_config, load_frontier_data
-
-    path = d / "f_classes.toml"
-    path.write_text(
-        "[fl]\nnum_clients = 4\n[attack]\nname = 'idlg'\n[data]\nsource = 'samples'\n"
-        "[model]\nnum_classes = 4\n"
-    )
-    return load_frontier_data(load_frontier_config(path))
-
-
 def _shape_mismatch(d: Path) -> Any:
     from gradinv.models import build_model, load_checkpoint
 
@@ -511,11 +499,6 @@ API_CASES: list[tuple[str, Callable[[Path], Any], tuple[str, ...]]] = [
         "check-labels-no-classes",
         lambda d: __import__("gradinv.data", fromlist=["x"]).check_labels(np.array([0]), 0),
         ("num_classes = 0", "leave it unset"),
-    ),
-    (
-        "frontier-num-classes",
-        _frontier_num_classes,
-        ("num_classes = 4", "num_classes >= 10", "leave it unset"),
     ),
     ("cifar-bad-md5", _cifar_bad_md5, ("MD5", "c58f30108f718f92721af3b95e74349a")),
     ("cifar-malicious-pickle", lambda d: _malicious_cifar_pickle(), ("refused for safety",)),

@@ -24,14 +24,11 @@ def test_example_configs_parse(path):
 
 
 @pytest.mark.parametrize("path", FRONTIERS, ids=lambda p: p.name)
-def test_example_frontier_configs_parse(path):
-    from gradinv.studies import load_frontier_config
+def test_example_frontier_studies_parse(path):
+    from gradinv.studies import load_study
 
-    cfg = load_frontier_config(path)
-    assert cfg.defenses and cfg.attacks
-    for entry in cfg.attacks:
-        entry.build()
-    cfg.threat.resolve()
+    spec = load_study(path)
+    assert spec.info.frontier is not None and spec.trials()
 
 
 def test_readme_python_examples_run(monkeypatch, tmp_path):

@@ -186,3 +186,38 @@ def test_typos_and_overrides() -> None:
     assert to_nested(cfg)["pretrain"]["rounds"] == 3 and parse_config(to_nested(cfg)) == cfg
     with pytest.raises(ConfigError, match="Did you mean 'rounds'"):
         apply_overrides(config(), {"pretrain.rouns": 3})
+
+
+def test_training_runs_on_past_the_attacked_round() -> None:
+    """``total_rounds``: the attacked round is the one after ``rounds`` (the same updates as a training
+    that stops there), the final accuracy that of the model after ``total_rounds`` (the same as a
+    training of that many rounds)."""
+    on = config({"rounds": 2, "total_rounds": 4, "test_images": 50})
+    stop = config({"rounds": 2, "test_images": 50})
+    longer = config({"rounds": 4, "test_images": 50})
+    assert same_updates(updates(on), updates(stop))
+    pre_on = build_scenario(on).pretraining
+    pre_stop = build_scenario(stop).pretraining
+    pre_longer = build_scenario(longer).pretraining
+    assert pre_on is not None and pre_stop is not None and pre_longer is not None
+    assert pre_on.test_accuracy == pre_stop.test_accuracy == pre_stop.final_accuracy
+    assert pre_on.final_accuracy == pre_longer.test_accuracy
+    assert pre_on.final_accuracy != pre_on.test_accuracy
+    assert len(pre_on.history) == 4
+    with pytest.raises(ConfigError, match=r"`total_rounds` to be an int >= 2, but got 1"):
+        config({"rounds": 2, "total_rounds": 1})
+    plan = dry_run(on)
+    rows = {row[0].strip(): row[1] for row in dry_run_rows(plan)}
+    assert rows["pretraining"].startswith("2 FedAvg round(s) (4 in all: the final accuracy after the last)")
+
+
+def test_training_from_the_initial_model_for_utility_only() -> None:
+    """``rounds = 0`` with ``total_rounds``: the attacked model is the initial one; training still runs."""
+    cfg = config({"rounds": 0, "total_rounds": 2, "test_images": 50})
+    sc = build_scenario(cfg)
+    fresh = build_model("mlp", num_classes=10, in_channels=1, image_size=8, seed=0)
+    assert same_weights(sc.model, fresh)
+    pre = sc.pretraining
+    assert pre is not None and pre.trained and len(pre.history) == 2
+    two = build_scenario(config({"rounds": 2, "test_images": 50})).pretraining
+    assert two is not None and pre.final_accuracy == two.test_accuracy

@@ -206,7 +206,11 @@ class PretrainConfig:
     PRECODE, shape the model itself and so always apply). Every row comes from ``[data] source``,
     disjoint from the attacked round's clients and from each other; rows, split, clients per round
     and the clients' private randomness derive from ``seed``, so for the same seeds the model after
-    R rounds is the model a longer training has after its first R rounds."""
+    R rounds is the model a longer training has after its first R rounds. ``total_rounds`` (default:
+    ``rounds``) lets the training run on past the attacked round: the attacked model is still the one
+    after ``rounds`` rounds, and the final accuracy (``final_accuracy``) is measured after
+    ``total_rounds`` — the utility of a defense that stays on for the whole training, next to the
+    leakage of an early round (the privacy–utility frontier)."""
 
     rounds: int = 0
     clients: int = 10
@@ -218,9 +222,18 @@ class PretrainConfig:
     defended: bool = True
     seed: int = 0
     eval_every: int = 1
+    total_rounds: int | None = None
 
     def __post_init__(self) -> None:
         check_int("rounds", self.rounds, minimum=0, fix="Use 0 to attack the model as initialised.")
+        if self.total_rounds is not None:
+            check_int(
+                "total_rounds",
+                self.total_rounds,
+                minimum=self.rounds,
+                fix="It counts every training round, the attacked round's `rounds` included; leave it "
+                "unset to stop at the attacked round.",
+            )
         check_int("clients", self.clients, minimum=1)
         if self.clients_per_round is not None:
             check_int(
@@ -242,9 +255,14 @@ class PretrainConfig:
         check_int("eval_every", self.eval_every, minimum=1)
 
     @property
+    def training_rounds(self) -> int:
+        """How many rounds the training runs: ``total_rounds``, else ``rounds``."""
+        return self.rounds if self.total_rounds is None else self.total_rounds
+
+    @property
     def train_images(self) -> int:
         """The training clients' rows in all (none without rounds)."""
-        return self.clients * self.images_per_client if self.rounds > 0 else 0
+        return self.clients * self.images_per_client if self.training_rounds > 0 else 0
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ class Pretraining:
     a dry run, which selects the rows but does not train). ``train_indices`` / ``test_indices`` are
     the rows of the source the training clients held / the test set. ``test_accuracy`` is that of
     the attacked model (the trained one, or the initial one when ``rounds`` = 0) on the test rows
-    (None without them or when nothing was measured); ``history`` has one :class:`RoundLog` per round."""
+    (None without them or when nothing was measured); ``final_accuracy`` that of the model after the
+    whole training (``[pretrain] total_rounds``; the attacked model's when the training stops at the
+    attacked round); ``history`` has one :class:`RoundLog` per round trained."""
 
     rounds: int
     trained: bool
@@ -74,6 +76,7 @@ class Pretraining:
     test_accuracy: float | None = None
     history: tuple[RoundLog, ...] = ()
     seconds: float = 0.0
+    final_accuracy: float | None = None
 
     @property
     def accuracy_history(self) -> list[float | None]:
@@ -167,17 +170,20 @@ def _pretrain(
     p = cfg.pretrain
     train_idx = tuple(train.indices) if train is not None else ()
     test_idx = tuple(test.indices) if test is not None else ()
-    if not run or p.rounds == 0 or train is None:
-        acc = None
-        if run and test is not None:  # on a copy: sampling layers' streams stay where they are
-            acc = evaluate_accuracy(copy.deepcopy(sc.model), test.to(device)).accuracy
-        record = Pretraining(p.rounds, False, train_idx, test_idx, acc, seconds=time.perf_counter() - started)
+
+    def accuracy(model: nn.Module) -> float | None:  # on a copy: sampling layers' streams stay as they are
+        return evaluate_accuracy(copy.deepcopy(model), test.to(device)).accuracy if test is not None else None
+
+    if not run or p.training_rounds == 0 or train is None:
+        acc = accuracy(sc.model) if run else None
+        seconds = time.perf_counter() - started
+        record = Pretraining(p.rounds, False, train_idx, test_idx, acc, seconds=seconds, final_accuracy=acc)
         return replace(sc, pretraining=record)
     # FedSGD: one gradient over each training client's samples (their counts differ under a dirichlet split)
     training = cfg.training if cfg.training.protocol == "fedavg" else replace(cfg.training, batch_size=None)
     federation = FederatedConfig(
         num_clients=p.clients,
-        rounds=p.rounds,
+        rounds=p.training_rounds,
         clients_per_round=p.clients_per_round,
         split=p.split,
         alpha=float(p.alpha),
@@ -197,11 +203,17 @@ def _pretrain(
         defenses=defenses,
         server=server_for(sc),  # honest: a malicious server acts only in the attacked round
         device=device,
+        keep_models=(p.rounds,) if p.training_rounds > p.rounds else (),
     )
-    acc = fed.final_accuracy if test is not None else None
+    final = fed.final_accuracy if test is not None else None
+    model, acc = fed.model, final
+    if p.training_rounds > p.rounds:  # the attacked round comes before the end of the training
+        model = fed.models[p.rounds].to(device)
+        evaluated = fed.history[p.rounds - 1] if p.rounds else None
+        acc = evaluated.test_accuracy if evaluated is not None and evaluated.evaluated else accuracy(model)
     seconds = time.perf_counter() - started
-    record = Pretraining(p.rounds, True, train_idx, test_idx, acc, fed.history, seconds)
-    return replace(sc, model=fed.model, pretraining=record)
+    record = Pretraining(p.rounds, True, train_idx, test_idx, acc, fed.history, seconds, final)
+    return replace(sc, model=model, pretraining=record)
 
 
 def build_scenario(
@@ -466,6 +478,7 @@ def run_experiment(
         "crafted_models": truth.client_models is not None,
         "pretrain_rounds": cfg.pretrain.rounds,
         "test_accuracy": pre.test_accuracy,
+        "final_accuracy": pre.final_accuracy,
         "train_history": pre.accuracy_history,
         "device": str(dev),
     }

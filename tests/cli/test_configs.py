@@ -50,7 +50,7 @@ def test_experiment_config_passes_dry_run_on_a_fresh_clone(path, tmp_path, monke
 
 
 @pytest.mark.parametrize("path", FRONTIERS, ids=lambda p: p.name)
-def test_frontier_config_lists_its_points(path, tmp_path, monkeypatch, capsys):
+def test_frontier_study_lists_its_trials(path, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["frontier", "--config", str(path), "--dry-run"]) == 0
-    assert "point(s)" in capsys.readouterr().out
+    assert main(["frontier", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    assert "trial(s)" in capsys.readouterr().out

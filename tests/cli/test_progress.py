@@ -76,25 +76,6 @@ def test_progress_bar_disabled():
         assert bar is None
 
 
-def test_frontier_progress_lines():
-    from gradinv.cli.frontier import FrontierProgress
-
-    out = io.StringIO()
-    progress = FrontierProgress(3, stream=out, interval=0.0)
-    point = SimpleNamespace(describe=lambda: "gaussian-noise sigma=0.01")
-    ev = lambda kind, i, **kw: SimpleNamespace(kind=kind, index=i, total=3, point=point, **kw)  # noqa: E731
-    progress(ev("skip", 0))
-    progress(ev("start", 1))
-    progress(ev("round", 1, round_log=SimpleNamespace(round=0, rounds=5)))
-    progress(ev("attack", 1, attack="idlg", step=3, steps=20))
-    progress(ev("point", 1))
-    shown = out.getvalue().splitlines()
-    assert all(LINE.match(s) for s in shown), shown
-    assert "point 2/3 started: gaussian-noise sigma=0.01" in shown[0]
-    assert "training round 1/5" in shown[1] and "attack idlg 3/20" in shown[2]
-    assert "point 2/3 finished in 0:00, eta 0:00 for the rest" in shown[3]
-
-
 def test_prepare_out_dir(tmp_path):
     made = prepare_out_dir(tmp_path / "a" / "b")
     assert made.is_dir() and not list(made.iterdir())  # the write probe leaves nothing behind

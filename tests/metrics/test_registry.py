@@ -16,7 +16,7 @@ from gradinv.metrics import METRIC_INFO, METRICS, MetricInputs, MetricsConfig, M
 from gradinv.metrics.evaluate import MetricResult, evaluate
 from gradinv.metrics.registry import MetricRegistry
 from gradinv.report.html import format_metric, metric_title
-from gradinv.studies.frontier_report import leakage_direction
+from gradinv.studies.tables import direction
 from gradinv.types import Batch, Normalization, Reconstruction
 
 #: report.json's "title" of each metric before the registry existed: they must not change.
@@ -67,7 +67,7 @@ def test_reports_read_the_registry() -> None:
     assert metric_title("psnr") == "PSNR (dB)" and metric_title("other", "Other") == "Other"
     assert format_metric("psnr", 17.1629) == "17.16" and format_metric("ssim", 0.463083) == "0.4631"
     for name, spec in METRICS.items():
-        assert leakage_direction(name) == (1 if spec.higher_is_better else -1), name
+        assert direction(name) == (1 if spec.higher_is_better else -1), name
 
 
 def test_registry_order_and_duplicates() -> None:

@@ -331,13 +331,15 @@ def dry_run_rows(plan: DryRun) -> list[Row]:
         ("threat model", f"{threat.id} ({threat.name})"),
     ]
     pre = sc.pretraining
-    if pre is not None and pre.rounds:
+    total = cfg.pretrain.training_rounds
+    if pre is not None and total:
         n_train, n_test = len(pre.train_indices), len(pre.test_indices)
+        more = f" ({total} in all: the final accuracy after the last)" if total > pre.rounds else ""
         rows.insert(
             -1,
             (
                 "  pretraining",
-                f"{pre.rounds} FedAvg round(s) on {n_train} training / {n_test} test rows first "
+                f"{pre.rounds} FedAvg round(s){more} on {n_train} training / {n_test} test rows first "
                 "(not run in a dry run)",
             ),
         )

@@ -13,6 +13,7 @@ from gradinv.cli.common import (
     ProgressLines,
     add_device_flag,
     add_run_flags,
+    check_text_file,
     format_duration,
     int_type,
     parse_sets,
@@ -45,6 +46,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("study", metavar="NAME|FILE", help="built-in study name or study .toml file")
     r.add_argument("--out", "-o", type=Path, required=True, help="output folder (the store and the reports)")
+    add_study_run_flags(r)
+    r.set_defaults(func=run_study_cmd)
+
+    rep = ssub.add_parser("report", help="rebuild a study's tables, plots and HTML from its folder")
+    rep.add_argument("dir", type=Path, metavar="DIR", help="the --out folder of a study run")
+    rep.set_defaults(func=run_report)
+    p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
+
+
+def add_study_run_flags(r: argparse.ArgumentParser) -> None:
+    """The flags of ``gradinv study run`` after NAME|FILE and --out (``gradinv frontier`` shares them)."""
     r.add_argument("--scale", help="a scale the study defines (built-ins: quick, paper)")
     r.add_argument(
         "--workers", type=int_type(1, flag="--workers"), default=1, help="trials run at once (default 1)"
@@ -62,12 +74,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_run_flags(
         r, set_example="attack.iterations=200", dry_run="list the trials and which are done; run none"
     )
-    r.set_defaults(func=run_study_cmd)
-
-    rep = ssub.add_parser("report", help="rebuild a study's tables, plots and HTML from its folder")
-    rep.add_argument("dir", type=Path, metavar="DIR", help="the --out folder of a study run")
-    rep.set_defaults(func=run_report)
-    p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -125,7 +131,9 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     overrides = parse_sets(args.sets)
     if args.device:
         overrides["run.device"] = args.device
-    spec = load_study(find_study(args.study), scale=args.scale, overrides=overrides)
+    path = find_study(args.study)
+    check_text_file(path, option="NAME|FILE")
+    spec = load_study(path, scale=args.scale, overrides=overrides)
     out = prepare_out_dir(args.out, create=not args.dry_run)
     trials = spec.trials()
     if args.dry_run:

@@ -38,7 +38,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -240,6 +240,9 @@ class FederatedResult:
     partition: Partition
     victim_truths: tuple[GroundTruth, ...] = ()
     seconds: float = 0.0
+    #: copies of the global model after the rounds asked for in ``keep_models`` (key: finished rounds;
+    #: 0 is the model every party starts from)
+    models: Mapping[int, nn.Module] = field(default_factory=dict)
 
     @property
     def victim_truth(self) -> GroundTruth | None:
@@ -378,6 +381,7 @@ def train_federated(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     device: str | torch.device | None = "cpu",
+    keep_models: Collection[int] = (),
 ) -> FederatedResult:
     """Train ``model`` with FedAvg for ``config.rounds`` rounds on ``train`` split across clients.
 
@@ -387,9 +391,15 @@ def train_federated(
     a :class:`~gradinv.fl.server.MaliciousServer` acts in the rounds it was given, targeting the
     first victim joining that round. ``progress`` is called with each finished
     :class:`RoundLog`. With ``checkpoint_dir`` the weights and a JSON history are written after every
-    evaluated round; ``resume=True`` continues a run found there (same set-up required)."""
+    evaluated round; ``resume=True`` continues a run found there (same set-up required).
+    ``keep_models``: after which numbers of finished rounds to keep a copy of the global model
+    (:attr:`FederatedResult.models`; 0: the starting model), e.g. to attack round R of a training that
+    runs on to measure the final accuracy."""
 
     dev = resolve_device(device)
+    bad = sorted(k for k in keep_models if not 0 <= k <= config.rounds)
+    if bad:
+        raise ConfigError(f"Expected `keep_models` in [0, {config.rounds}] (finished rounds), but got {bad}.")
     for v in victims:
         if v.round >= config.rounds:
             raise ConfigError(
@@ -432,8 +442,14 @@ def train_federated(
             f"Expected to train through every victim's round, but the checkpoint resumes after round "
             f"{len(history) - 1}. Resume without victims, or start over (resume=False)."
         )
+    if history and any(k < len(history) for k in keep_models):
+        raise ConfigError(
+            f"Expected to train through every round of `keep_models` {sorted(keep_models)}, but the "
+            f"checkpoint resumes after round {len(history) - 1}. Start over (resume=False)."
+        )
     num_classes = int(dict(global_model.named_parameters())[find_classifier(global_model)[0]].shape[0])
     truths: dict[int, GroundTruth] = {}
+    kept: dict[int, nn.Module] = {0: copy.deepcopy(global_model)} if 0 in keep_models else {}
     start = time.perf_counter()
     for t in range(len(history), config.rounds):
         t0 = time.perf_counter()
@@ -469,6 +485,8 @@ def train_federated(
             )
         # a victim's ground truth keeps this round's model; otherwise nothing else holds it
         global_model = apply_update(global_model, aggregate, server_lr=config.server_lr, inplace=not joining)
+        if t + 1 in keep_models:
+            kept[t + 1] = copy.deepcopy(global_model)
         n = sum(u.num_samples for u in updates)
         train_loss = sum(u.train_loss * u.num_samples for u in updates) / n
         acc, loss = math.nan, math.nan
@@ -508,4 +526,5 @@ def train_federated(
         partition=parts,
         victim_truths=tuple(truths[i] for i in range(len(victims))),
         seconds=time.perf_counter() - start,
+        models=kept,
     )

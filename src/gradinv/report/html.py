@@ -311,6 +311,10 @@ def _scenario_section(result: ExperimentResult) -> str:
         ("local steps", sc.get("local_steps")),
         ("pretraining (FedAvg rounds before this round)", sc.get("pretrain_rounds") or None),
         ("test accuracy of the attacked model", sc.get("test_accuracy")),
+        (
+            "test accuracy after the whole training",
+            sc.get("final_accuracy") if sc.get("final_accuracy") != sc.get("test_accuracy") else None,
+        ),
         ("test accuracy per pretraining round", sc.get("train_history") or None),
         ("clients", cfg.server.num_clients),
         ("victim client", cfg.server.victim),

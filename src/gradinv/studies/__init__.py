@@ -1,11 +1,14 @@
-"""Studies that reproduce or extend the measurements of the reference papers.
-
-* :mod:`gradinv.studies.frontier` — the privacy–utility frontier of client-side defenses in
-  multi-round federated training (a CPU-scaled version of Du et al., "SoK: On Gradient Leakage in
-  Federated Learning", USENIX Security 2025, §6, Fig. 11); ``gradinv frontier`` on the command line.
+"""Studies that reproduce the measurements of the reference papers: a study file sweeps an ordinary
+experiment over axes with repeats (:mod:`gradinv.studies.spec`), runs every trial through
+:func:`gradinv.experiment.run_experiment` (:mod:`gradinv.studies.trial`) on a local, process-pool or
+Ray executor (:mod:`gradinv.studies.executors`), keeps each finished trial in a crash-safe SQLite
+store (:mod:`gradinv.studies.store`) and writes paper-style tables, plots, the privacy–utility
+frontier (:mod:`gradinv.studies.tradeoff`) and one HTML page (:mod:`gradinv.studies.engine`).
+``gradinv study`` and its alias ``gradinv frontier`` on the command line; the built-in studies are
+:mod:`gradinv.studies.library`.
 """
 
-from gradinv.studies import frontier
-from gradinv.studies.frontier import *  # noqa: F403  (the frontier study and its config schema)
+from gradinv.studies.engine import StudyRun, report_study, run_study
+from gradinv.studies.spec import StudySpec, load_study, parse_study
 
-__all__ = list(frontier.__all__)
+__all__ = ["StudyRun", "StudySpec", "load_study", "parse_study", "report_study", "run_study"]

@@ -100,6 +100,7 @@ def _write_outputs(spec: StudySpec, out_dir: Path, rows: Sequence[TrialRow], sta
         rows=rows,
         stale=stale,
         extra=extra,
+        frontier=info.frontier,
     )
 
 

@@ -47,6 +47,7 @@ Status = Literal["ok", "refused"]
 #: come from the metric registry)
 RUN_SCALARS: Mapping[str, tuple[str, str]] = {
     "test_accuracy": ("Test accuracy (utility)", ".4f"),
+    "final_accuracy": ("Final test accuracy (utility)", ".4f"),
     "attack_seconds": ("Attack time (s)", ".3g"),
     "iterations": ("Attack iterations", ".0f"),
     "num_images": ("Images", ".0f"),

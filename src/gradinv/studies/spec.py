@@ -44,7 +44,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from gradinv.config import _ALL_SECTIONS, ExperimentConfig, check_sections, pars
 from gradinv.errors import ConfigError, did_you_mean
 from gradinv.settings import from_mapping
 from gradinv.studies.rows import RUN_SCALARS, TableLayout
+from gradinv.studies.tradeoff import FrontierSpec
 
 __all__ = [
     "Axis",
@@ -93,6 +94,8 @@ class StudyInfo:
     plot: str | None = None
     series: str | None = None
     expected_time: str = ""
+    #: ``[study.frontier]``: the privacy–utility frontier of a defense axis (:mod:`gradinv.studies.tradeoff`)
+    frontier: FrontierSpec | None = None
 
     def __post_init__(self) -> None:
         check_int("repeats", self.repeats, minimum=1, fix="Use 1 for a single seed per grid point.")
@@ -382,7 +385,8 @@ def _check_layout(info: StudyInfo, axes: Sequence[Axis]) -> None:
                     f"Expected [study] {what} to name axes, but got {n!r}.{did_you_mean(n, names)} "
                     f"Axes: {', '.join(names) or 'none'}."
                 )
-    for what, axis in (("plot", info.plot), ("series", info.series)):
+    frontier_axis = info.frontier.axis if info.frontier is not None else None
+    for what, axis in (("plot", info.plot), ("series", info.series), ("frontier axis", frontier_axis)):
         if axis is not None and axis not in names:
             raise ConfigError(
                 f"Expected [study] {what} to name an axis, but got {axis!r}. Axes: {', '.join(names)}."
@@ -420,11 +424,19 @@ def parse_study(
             )
         chosen = scales[scale]
     info_table = dict(data["study"])
+    frontier_table = info_table.pop("frontier", None)
     if chosen is not None and chosen.repeats is not None:
         info_table["repeats"] = chosen.repeats
-    info = from_mapping(StudyInfo, info_table, section="study")
     if chosen is not None and chosen.expected_time:
-        info = from_mapping(StudyInfo, {**info_table, "expected_time": chosen.expected_time}, section="study")
+        info_table["expected_time"] = chosen.expected_time
+    info = from_mapping(StudyInfo, info_table, section="study")
+    if frontier_table is not None:
+        if not isinstance(frontier_table, Mapping):
+            raise ConfigError(
+                f"Expected [study.frontier] to be a table, but got {frontier_table!r}. "
+                'Write e.g. [study.frontier] with axis = "defense".'
+            )
+        info = replace(info, frontier=from_mapping(FrontierSpec, frontier_table, section="study.frontier"))
     raw_axes = data.get("axes", [])
     if isinstance(raw_axes, Mapping):
         raw_axes = [raw_axes]

@@ -47,6 +47,14 @@ from gradinv.studies.tables import (
     to_latex,
     to_markdown,
 )
+from gradinv.studies.tradeoff import (
+    FrontierSpec,
+    frontier_plot,
+    frontier_points,
+    frontier_summary,
+    panel_axes,
+    summary_rows,
+)
 
 __all__ = ["MAX_IMAGES", "StudyOutputs", "plot_name", "render_study_html", "write_study_outputs"]
 
@@ -88,6 +96,10 @@ def _slug(text: str) -> str:
 def _plottable(layout: TableLayout) -> bool:
     """Whether the layout has an axis to plot against (a study of one point has none: no plots)."""
     return bool(layout.plot or layout.rows or layout.columns)
+
+
+#: the file name of the privacy–utility frontier plot (``[study.frontier]``)
+FRONTIER_PLOT = "frontier.png"
 
 
 def plot_name(metric: str) -> str:
@@ -210,6 +222,7 @@ def render_study_html(
     stale: int = 0,
     extra: Mapping[str, str] | None = None,
     latex: str | None = None,
+    frontier: tuple[FrontierSpec, bytes] | None = None,
 ) -> str:
     """The study's page (see the module docstring); ``rows`` in the study's order, ``plots`` metric
     name -> PNG, ``latex`` the table as LaTeX (default: :func:`~gradinv.studies.tables.to_latex`
@@ -252,6 +265,8 @@ def render_study_html(
                 f'<figure><img class="plot" src="{_png_data_uri(png)}" alt="{_e(metric_heading(metric))} '
                 f'against {_e(x_axis)}" style="max-width:100%"></figure>'
             )
+    if frontier is not None:
+        body += _frontier_html(rows, layout, *frontier)
     refused = _refused(points)
     if refused:
         body += [
@@ -270,6 +285,42 @@ def render_study_html(
         f"<pre>{_e(latex if latex is not None else to_latex(table, caption=title))}</pre></details>",
     ]
     return html_page(title, "\n".join(body))
+
+
+def _frontier_html(
+    rows: Sequence[TrialRow], layout: TableLayout, spec: FrontierSpec, png: bytes
+) -> list[str]:
+    panels = panel_axes(layout, spec)
+    summary = frontier_summary(frontier_points(rows, layout, spec), spec)
+    more = "higher" if spec.sign > 0 else "lower"
+    threshold = (
+        f"; protected when {metric_heading(spec.leakage)} is {'below' if spec.sign > 0 else 'above'} "
+        f"{spec.leakage_threshold:g}"
+        if spec.leakage_threshold is not None
+        else ""
+    )
+    return [
+        "<h2>Privacy–utility frontier</h2>",
+        f'<figure><img class="plot" src="{_png_data_uri(png)}" alt="privacy–utility frontier" '
+        'style="max-width:100%"></figure>',
+        f'<p class="note">A setting of axis {_e(spec.axis)} is useful when its '
+        f"{_e(metric_heading(spec.utility))} is at least {1 - spec.max_utility_drop:.0%} of the "
+        f"baseline's ({_e(spec.baseline)}){_e(threshold)}; "
+        f"{_e(more)} {_e(metric_heading(spec.leakage))} means more leakage. Each defense's best trade-off, "
+        "ranked (Du et al., USENIX Security 2025, §6):</p>",
+        _table(
+            (
+                "panel",
+                "defense",
+                "tier",
+                "best setting",
+                metric_heading(spec.utility),
+                metric_heading(spec.leakage),
+                "useful points",
+            ),
+            summary_rows(summary, spec, panels),
+        ),
+    ]
 
 
 # --------------------------------------------------------------------------------------------- write
@@ -292,6 +343,7 @@ def write_study_outputs(
     rows: Sequence[TrialRow],
     stale: int = 0,
     extra: Mapping[str, str] | None = None,
+    frontier: FrontierSpec | None = None,
 ) -> StudyOutputs:
     """Write a study's outputs into ``out_dir`` (see the module docstring) and return their paths.
 
@@ -308,6 +360,10 @@ def write_study_outputs(
         "table.tex": to_latex(table, caption=title, label=f"tab:{_slug(study)}" if study else None),
     }
     plots = {m: metric_plot(ordered, layout, m) for m in layout.metrics} if _plottable(layout) else {}
+    front = None
+    if frontier is not None:
+        panels = panel_axes(layout, frontier)
+        front = (frontier, frontier_plot(frontier_points(ordered, layout, frontier), frontier, panels))
     page = render_study_html(
         title=title,
         description=description,
@@ -319,11 +375,14 @@ def write_study_outputs(
         stale=stale,
         extra=extra,
         latex=texts["table.tex"],
+        frontier=front,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {name: _write(out / name, text.encode("utf-8")) for name, text in texts.items()}
     plot_paths = {m: _write(out / plot_name(m), png) for m, png in plots.items()}
+    if front is not None:
+        plot_paths["frontier"] = _write(out / FRONTIER_PLOT, front[1])
     html = _write(out / "report.html", page.encode("utf-8"))
     logger.info("study outputs written to %s", out)
     return StudyOutputs(

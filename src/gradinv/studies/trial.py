@@ -38,9 +38,10 @@ def row_metrics(result: Any) -> dict[str, float]:
     out["num_images"] = float(len(result.truth.labels))
     out["attack_seconds"] = float(result.timing["attack_seconds"])
     out["iterations"] = float(result.timing["iterations"])
-    acc = result.scenario.get("test_accuracy")
-    if isinstance(acc, (int, float)) and math.isfinite(acc):
-        out["test_accuracy"] = float(acc)
+    for name in ("test_accuracy", "final_accuracy"):
+        acc = result.scenario.get(name)
+        if isinstance(acc, (int, float)) and math.isfinite(acc):
+            out[name] = float(acc)
     return out
 
 
