@@ -307,3 +307,63 @@ def test_cli_list_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         main(["study", "run", str(study), "--out", str(tmp_path / "o"), "--set", "attack.iteratons=3"]) == 2
     )
     assert "Did you mean 'iterations'" in capsys.readouterr().err
+
+
+def test_dry_run_names_the_trials_the_threat_model_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inverting Gradients needs basic knowledge: under threat model A its trials are refused, and the
+    dry run says so before anything runs (DLG runs under A: it assumes what A does not grant)."""
+    from gradinv.cli.app import main
+
+    study = tmp_path / "gated.toml"
+    attack_axis = (
+        '[[axes]]\nname = "attack"\nkey = "attack.name"\nvalues = ["dlg", "inverting-gradients"]\n\n'
+    )
+    gated = TOY.replace('[threat]\nmodel = "B"', '[threat]\nmodel = "A"')
+    gated = gated.replace('rows = ["B"]', 'rows = ["B", "attack"]').replace(
+        "[[axes]]", attack_axis + "[[axes]]", 1
+    )
+    study.write_text(gated)
+    assert main(["study", "run", str(study), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[todo]") == 16 and out.count("      will be refused: ") == 8
+    assert "Inverting Gradients requires basic knowledge" in out
+    assert "8 trial(s) will be refused by the threat model" in out
+
+
+def test_unavailable_metrics_keep_their_reason(tmp_path: Path) -> None:
+    """A metric an ok trial cannot compute (LPIPS without its AlexNet weights) is a "—" cell whose
+    reason is stored with the row and stated under the table; a store written before the column
+    existed is read with none."""
+    from gradinv.studies.tables import aggregate, table_note
+
+    doc = _doc()
+    doc["study"]["metrics"] = ["psnr", "lpips"]
+    doc["metrics"] = {"lpips": "auto", "lpips_weights": str(tmp_path / "no-such-dir"), "stlpips": "off"}
+    spec = parse_study(doc)
+    run = run_study(spec, tmp_path / "s", outputs=False)
+    assert all(r.status == "ok" and "lpips" not in r.metrics for r in run.rows)
+    reasons = {r.unavailable["lpips"] for r in run.rows}
+    assert len(reasons) == 1 and "LPIPS" in next(iter(reasons))
+    stored = report_study(tmp_path / "s").rows
+    assert [r.unavailable for r in stored] == [r.unavailable for r in run.rows]
+    note = table_note(aggregate(stored, spec.layout))
+    assert f"LPIPS ↓ unavailable: {next(iter(reasons)).rstrip('.')}." in note
+    # an older store: no `unavailable` column; opening it adds one, rows read with none
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        db.execute(
+            "CREATE TABLE trials (key TEXT PRIMARY KEY, study TEXT NOT NULL, point TEXT NOT NULL, "
+            "axis_values TEXT NOT NULL, repeat INTEGER NOT NULL, config TEXT NOT NULL, "
+            "metrics TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT NULL, seconds REAL NOT NULL, "
+            "version TEXT NOT NULL, "
+            "finished_at TEXT NOT NULL, images BLOB)"
+        )
+        db.execute(
+            "INSERT INTO trials VALUES ('k', 'toy', '{}', '{}', 0, '{}', '{\"psnr\": 1.0}', 'ok', '', 1.0, "
+            "'0', 'now', NULL)"
+        )
+    with Store(old) as st:
+        (row,) = st.rows()
+    assert row.metrics == {"psnr": 1.0} and row.unavailable == {}

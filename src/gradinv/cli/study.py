@@ -127,6 +127,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     from gradinv.studies.library import find_study
     from gradinv.studies.spec import load_study
     from gradinv.studies.store import STORE_NAME, Store
+    from gradinv.studies.trial import requirement_problems
 
     overrides = parse_sets(args.sets)
     if args.device:
@@ -143,9 +144,16 @@ def run_study_cmd(args: argparse.Namespace) -> int:
             with Store(path) as st:
                 have = st.keys()
         print(f"study {spec.info.name}: {len(trials)} trial(s), {sum(t.key in have for t in trials)} done")
+        refused = 0
         for t in trials:
             point = ", ".join(f"{a}={v}" for a, v in t.point.items())
             print(f"  [{'done' if t.key in have else 'todo'}] {point} repeat {t.repeat}  ({t.key})")
+            problems = requirement_problems(t.config)
+            if problems:
+                refused += 1
+                print(f"      will be refused: {' '.join(problems)}")
+        if refused:
+            print(f"{refused} trial(s) will be refused by the threat model (a refusal is a stored result)")
         return 0
     executor = make_executor(args.executor, workers=args.workers, address=args.address)
     start = time.monotonic()

@@ -97,6 +97,8 @@ class TrialRow(TrialIdentity):
     seconds: float = 0.0
     version: str = ""
     images: bytes | None = field(default=None, repr=False)
+    #: metrics of an ok trial that could not be computed, with the reason (e.g. missing LPIPS weights)
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
     def label(self, axes: Sequence[str] | None = None) -> str:
         """The point as ``axis=value, …`` (all axes, or only ``axes``)."""

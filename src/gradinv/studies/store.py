@@ -51,13 +51,15 @@ CREATE TABLE IF NOT EXISTS trials (
     seconds REAL NOT NULL,
     version TEXT NOT NULL,
     finished_at TEXT NOT NULL,
-    images BLOB
+    images BLOB,
+    unavailable TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _COLUMNS = (
-    "key, study, point, axis_values, repeat, config, metrics, status, message, seconds, version, images"
+    "key, study, point, axis_values, repeat, config, metrics, status, message, seconds, version, "
+    "unavailable, images"
 )
 
 
@@ -75,6 +77,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(trials)")}
+        if "unavailable" not in columns:  # a store written before the column existed
+            self._db.execute("ALTER TABLE trials ADD COLUMN unavailable TEXT NOT NULL DEFAULT '{}'")
 
     def __enter__(self) -> Store:
         return self
@@ -120,6 +125,7 @@ class Store:
             row.message,
             float(row.seconds),
             row.version,
+            _json(dict(row.unavailable)),
             datetime.now(timezone.utc).isoformat(timespec="seconds"),
             row.images,
         )
@@ -127,7 +133,7 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             cur = self._db.execute(
                 f"INSERT OR IGNORE INTO trials ({_COLUMNS.replace(', images', ', finished_at, images')}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
         return cur.rowcount == 1
@@ -155,7 +161,8 @@ class Store:
                     message=r[8],
                     seconds=float(r[9]),
                     version=r[10],
-                    images=r[11],
+                    unavailable=json.loads(r[11]),
+                    images=r[12],
                 )
             )
         return out

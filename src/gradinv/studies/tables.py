@@ -120,7 +120,8 @@ class StudyTable:
     ``row_headers[i]`` holds the labels of the row axes of row ``i``, ``column_headers[j]`` the
     column point and metric of column ``j``, and ``cells[i][j]`` their :class:`Cell`. ``fixed``
     lists the axes that do not vary (name, label); ``trials`` / ``refused`` / ``nan`` count all
-    trials, the refused ones and the NaN values left out of the means."""
+    trials, the refused ones and the NaN values left out of the means; ``unavailable`` the table's
+    metrics some ok trial could not compute, with the reason."""
 
     row_axes: tuple[str, ...]
     column_axes: tuple[str, ...]
@@ -132,6 +133,8 @@ class StudyTable:
     trials: int = 0
     refused: int = 0
     nan: int = 0
+    #: ``(metric, reason)`` of the table's metrics some ok trial could not compute ("—" cells)
+    unavailable: tuple[tuple[str, str], ...] = ()
 
     def cell(self, row: Sequence[str], column: Column) -> Cell:
         """The cell at row ``row`` (labels of the row axes) and ``column``."""
@@ -320,7 +323,20 @@ def aggregate(rows: Sequence[TrialRow], layout: TableLayout) -> StudyTable:
         trials=len(rows),
         refused=sum(r.status != "ok" for r in rows),
         nan=nan_total,
+        unavailable=_unavailable(rows, layout.metrics),
     )
+
+
+def _unavailable(rows: Sequence[TrialRow], metrics: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``(metric, reason)`` for every metric of the table some ok trial could not compute (each
+    distinct reason once, in trial order)."""
+    found: dict[tuple[str, str], None] = {}
+    for r in rows:
+        if r.status == "ok":
+            for m in metrics:
+                if m in r.unavailable and m not in r.metrics:
+                    found[(m, r.unavailable[m])] = None
+    return tuple(found)
 
 
 # ------------------------------------------------------------------------------------------ headings
@@ -433,6 +449,8 @@ def table_note(table: StudyTable) -> str:
         )
     if table.nan:
         parts.append(f"{table.nan} NaN value(s) left out of the means.")
+    for metric, reason in table.unavailable:
+        parts.append(f"{metric_heading(metric)} unavailable: {reason.rstrip('.')}.")
     if table.fixed:
         parts.append("Fixed: " + ", ".join(f"{a} = {v}" for a, v in table.fixed) + ".")
     return " ".join(parts)

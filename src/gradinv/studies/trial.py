@@ -19,7 +19,7 @@ import gradinv
 from gradinv.errors import AttackRefused
 from gradinv.studies.rows import TrialIdentity, TrialRow, encode_images
 
-__all__ = ["TrialTask", "row_metrics", "run_trial"]
+__all__ = ["TrialTask", "requirement_problems", "row_metrics", "run_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,16 @@ class TrialTask(TrialIdentity):
     """A trial as plain data (picklable, JSON-friendly), with the torch threads it may use."""
 
     threads: int | None = None
+
+
+def requirement_problems(config: Any) -> list[str]:
+    """Why the threat model of an experiment config (:class:`~gradinv.config.ExperimentConfig`) does
+    not grant what its attack needs, without building anything (empty: the trial may run; a check of
+    the attacker's view itself can still refuse it when it runs). For a study's ``--dry-run``."""
+    from gradinv.threat import check_requirements
+
+    attack = config.attack.build()
+    return check_requirements(attack.title, attack.requirements(), config.threat.resolve())
 
 
 def row_metrics(result: Any) -> dict[str, float]:
@@ -73,4 +83,5 @@ def run_trial(task: TrialTask) -> TrialRow:
         metrics=row_metrics(result),
         seconds=time.perf_counter() - t0,
         images=blob,
+        unavailable=dict(result.evaluation.unavailable),
     )
