@@ -9,6 +9,7 @@ attack, with a reason wherever they differ."""
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -211,3 +212,232 @@ def test_assumption_options_are_validated():
         create_attack("idlg", assumed_normalization="cifar1")
     with pytest.raises(ConfigError, match="assumed_input_shape"):
         create_attack("dlg", assumed_input_shape=[3, 0, 32])
+
+
+# -- measured numbers from study runs ---------------------------------------------------------------
+
+HEADLINE_STUDY = """
+[study]
+name = "toy-headlines"
+repeats = 2
+metrics = ["psnr", "label_accuracy"]
+rows = ["B"]
+columns = ["defense"]
+
+[[axes]]
+name = "B"
+key = "data.num_images"
+values = [1, 2]
+
+[[axes]]
+name = "defense"
+values = [
+    { label = "none", set = { defenses = [] } },
+    { label = "noise 0.1", set = { defenses = [{ name = "gaussian-noise", sigma = 0.1 }] } },
+]
+
+[scale.tiny]
+set = { "attack.iterations" = 2 }
+
+[data]
+source = "digits"
+image_size = 8
+[model]
+name = "mlp"
+hidden = [16]
+[threat]
+model = "B"
+[attack]
+name = "dlg"
+iterations = 3
+restarts = 1
+[metrics]
+lpips = "off"
+stlpips = "off"
+"""
+
+LABEL_STUDY = """
+[study]
+name = "toy-labels"
+repeats = 2
+metrics = ["label_accuracy"]
+rows = ["method"]
+
+[[axes]]
+name = "method"
+key = "attack.labels"
+values = ["idlg", "llg-plus"]
+
+[data]
+source = "digits"
+image_size = 8
+num_images = 2
+[model]
+name = "mlp"
+hidden = [16]
+[threat]
+model = "B"
+[attack]
+name = "idlg"
+iterations = 1
+[metrics]
+lpips = "off"
+stlpips = "off"
+"""
+
+
+@pytest.fixture(scope="module")
+def study_runs(tmp_path_factory):
+    """Two tiny finished studies (about 2 s): DLG with and without a defense, and two label methods
+    (iDLG's refused at B = 2)."""
+    from gradinv.studies.engine import run_study
+    from gradinv.studies.spec import load_study
+
+    root = tmp_path_factory.mktemp("headlines")
+    out = {}
+    for name, text, scale, sets in (
+        ("toy", HEADLINE_STUDY, "tiny", {"attack.lr": 0.5, "data.source": "digits"}),
+        ("labels", LABEL_STUDY, None, {}),
+    ):
+        path = root / f"{name}.toml"
+        path.write_text(text, encoding="utf-8")
+        run = run_study(load_study(path, scale=scale, overrides=sets), root / name, outputs=False)
+        assert run.complete
+        out[name] = root / name
+    return out
+
+
+def _stored_rows(folder):
+    """The oracle's own reading of the store: (point, config, metrics, status) straight from SQLite."""
+    import sqlite3
+
+    with sqlite3.connect(folder / "study.sqlite") as db:
+        found = db.execute("SELECT point, config, metrics, status FROM trials ORDER BY rowid").fetchall()
+    return [tuple(json.loads(c) if i < 3 else c for i, c in enumerate(r)) for r in found]
+
+
+def _cell_means(rows, keep):
+    cells = {}
+    for point, config, metrics, status in rows:
+        if status == "ok" and keep(config):
+            cells.setdefault(tuple(point.items()), []).append(metrics["psnr"])
+    return {k: sum(v) / len(v) for k, v in cells.items()}
+
+
+def test_headlines_are_the_best_cell_means_of_the_store(study_runs):
+    from gradinv.studies.headlines import read_study, study_headlines
+
+    heads = {(h.kind, h.name): h for h in study_headlines(read_study(study_runs["toy"]))}
+    assert set(heads) == {("attack", "dlg"), ("defense", "gaussian-noise")}
+    rows = _stored_rows(study_runs["toy"])
+    # oracle: the attack's best undefended cell by mean PSNR, the defense's lowest
+    undefended = _cell_means(rows, lambda c: not c.get("defenses"))
+    best = max(undefended, key=lambda k: undefended[k])
+    dlg = heads[("attack", "dlg")]
+    assert dlg.metric == "psnr" and dlg.repeats == 2
+    assert dlg.mean == pytest.approx(undefended[best]) and tuple(dlg.cell.items()) == best
+    cell = ", ".join(f"{a} = {v}" for a, v in best)
+    assert dlg.text == f"PSNR {undefended[best]:.2f} dB at {cell} (toy-headlines, undefended, 2 repeats)"
+    defended = _cell_means(rows, lambda c: bool(c.get("defenses")))
+    low = min(defended, key=lambda k: defended[k])
+    noise = heads[("defense", "gaussian-noise")]
+    assert noise.mean == pytest.approx(defended[low]) and tuple(noise.cell.items()) == low
+    assert "most private cell" in noise.text
+    # the command reproduces the run: the same trials, all found done in the folder
+    cmd = dlg.command
+    assert cmd.startswith("gradinv study run ") and "--scale tiny" in cmd
+    assert "--set attack.lr=0.5 --set data.source=digits" in cmd and cmd == noise.command
+    import shlex
+
+    assert main([*shlex.split(cmd)[1:], "--dry-run"]) == 0
+
+
+def test_label_methods_and_refusals(study_runs, capsys):
+    from gradinv.studies.headlines import read_study, study_headlines
+
+    heads = {(h.kind, h.name): h for h in study_headlines(read_study(study_runs["labels"]))}
+    assert set(heads) == {("label", "idlg"), ("label", "llg-plus")}  # the attack carries them only
+    assert heads[("label", "idlg")].text.startswith("refused in all 2 trials (toy-labels): iDLG label")
+    rows = [r for r in _stored_rows(study_runs["labels"]) if r[0]["method"] == "llg-plus"]
+    expected = sum(r[2]["label_accuracy"] for r in rows) / len(rows)
+    assert heads[("label", "llg-plus")].mean == pytest.approx(expected)
+    assert f"Label accuracy {expected:.4f} at method = llg-plus" in heads[("label", "llg-plus")].text
+
+
+def test_the_first_headline_metric_wins_across_studies():
+    from gradinv.studies.headlines import Headline, catalog_measured
+
+    def h(study, metric, mean, kind="attack"):
+        return Headline(kind, "idlg", study, metric, mean, {}, 1, f"{study} {metric}", f"cmd {study}")
+
+    found = catalog_measured([h("a", "brr_psnr", 1.0), h("b", "psnr", 20.0), h("c", "psnr", 30.0)])
+    assert found.named["idlg"].value == "b psnr"  # BRR is secondary; of the rest the first given
+    found = catalog_measured([h("a", "psnr", math.nan), h("b", "label_accuracy", 1.0, "label")])
+    assert found.named["idlg"].value == "a psnr" and found.labels["idlg"].value == "b label_accuracy"
+    assert found.commands == ("cmd a", "cmd b")
+
+
+def test_cli_catalog_studies(study_runs, tmp_path, capsys):
+    from gradinv.studies.headlines import read_study, study_headlines
+
+    dirs = [str(study_runs["toy"]), str(study_runs["labels"])]
+    assert main(["catalog", "--studies", *dirs, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    heads = {(h.kind, h.name): h for d in dirs for h in study_headlines(read_study(d))}
+    dlg = next(a for a in data["attacks"] if a["name"] == "dlg")
+    assert dlg["measured"] == {
+        "value": heads[("attack", "dlg")].text,
+        "command": heads[("attack", "dlg")].command,
+    }
+    noise = next(d for d in data["defenses"] if d["name"] == "gaussian-noise")
+    assert noise["measured"]["value"] == heads[("defense", "gaussian-noise")].text
+    labels = {m["name"]: m["measured"] for m in data["labels"]}
+    assert labels["llg-plus"]["value"] == heads[("label", "llg-plus")].text and labels["geng"] is None
+    assert next(a for a in data["attacks"] if a["name"] == "idlg")["measured"] is None
+    assert len(data["measured_from"]) == 2
+    target = tmp_path / "catalog.md"
+    assert main(["catalog", "--studies", *dirs, "--out", str(target)]) == 0
+    md = target.read_text(encoding="utf-8")
+    assert "They come from these runs" in md and heads[("attack", "dlg")].text in md
+    # a folder that is not a study's: one clear error, nothing written
+    bad = tmp_path / "not-a-study"
+    bad.mkdir()
+    assert main(["catalog", "--studies", dirs[0], str(bad), "--out", str(tmp_path / "x.md")]) == 2
+    err = capsys.readouterr().err
+    assert "Expected a study output folder" in err and "holds no study.sqlite" in err
+    assert "gradinv study run NAME --scale quick --out DIR" in err and not (tmp_path / "x.md").exists()
+    assert main(["catalog", "--studies", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_read_study_refuses_what_is_not_a_study(tmp_path):
+    from gradinv.studies.headlines import read_study
+
+    (tmp_path / "study.sqlite").write_bytes(b"not a database at all, just bytes" * 10)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_study(tmp_path)
+    with pytest.raises(ConfigError, match="is a file"):
+        read_study(tmp_path / "study.sqlite")
+
+
+def test_save_measured_round_trip_and_shipped_numbers(study_runs, tmp_path, capsys):
+    from gradinv.studies.headlines import SHIPPED, load_measured
+
+    saved = tmp_path / "measured.json"
+    assert main(["catalog", "--studies", str(study_runs["toy"]), "--save-measured", str(saved)]) == 0
+    md = capsys.readouterr().out
+    found = load_measured(saved)
+    assert set(found.named) == {"dlg", "gaussian-noise"} and found.named["dlg"].value in md
+    assert found.note.startswith("Measured with gradinv ") and "at the tiny scale" in found.note
+    assert main(["catalog", "--save-measured", str(saved)]) == 2  # needs --studies
+    assert "Expected --save-measured with --studies" in capsys.readouterr().err
+    # the shipped numbers: valid names, every one with the quick-scale command that produced it
+    shipped = load_measured(SHIPPED)
+    if not shipped.commands:
+        pytest.skip("no measured numbers shipped")
+    build_catalog(shipped.named, labels_measured=shipped.labels)  # unknown names would raise
+    for m in (*shipped.named.values(), *shipped.labels.values()):
+        assert m.command in shipped.commands and "--scale quick" in m.command
+    assert main(["catalog"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped with gradinv" in out and shipped.commands[0] in out

@@ -16,8 +16,9 @@ each is effective). :func:`build_catalog` builds the same table from gradinv's r
 * per defense: its stage and paper, and 004's effectiveness per threat model where 004 lists the
   defense or its technique (:data:`PAPER_004_DEFENSES`); gradinv applies every defense under every
   threat model;
-* an optional measured headline number and the command that produced it (``measured``, filled by the
-  study engine).
+* an optional measured headline number and the command that produced it (``measured``), per attack,
+  defense and label method: :mod:`gradinv.studies.headlines` derives them from finished study runs
+  (``gradinv catalog --studies DIR ...``); ``sources`` lists the commands of those runs.
 
 Renderers: :func:`render_markdown`, :func:`render_html` (the report page helpers of
 :mod:`gradinv.report.html`), :func:`render_json`. Pure: nothing here touches files or the CLI
@@ -449,6 +450,7 @@ class LabelEntry:
     description: str
     paper: str
     assumption: str
+    measured: Measured | None = None
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,10 @@ class Catalog:
     attacks: tuple[AttackEntry, ...]
     defenses: tuple[DefenseEntry, ...]
     labels: tuple[LabelEntry, ...]
+    #: the commands of the study runs the measured numbers come from (empty: none measured)
+    sources: tuple[str, ...] = ()
+    #: where those runs come from, for people (e.g. shipped quick-scale runs of a gradinv version)
+    sources_note: str = ""
 
     def attack(self, name: str) -> AttackEntry:
         return next(a for a in self.attacks if a.name == name)
@@ -478,6 +484,8 @@ class Catalog:
             "attacks": [entry(a) for a in self.attacks],
             "defenses": [entry(d) for d in self.defenses],
             "labels": [asdict(m) for m in self.labels],
+            "measured_from": list(self.sources),
+            "measured_note": self.sources_note,
         }
 
 
@@ -504,23 +512,33 @@ def _label_recovery(name: str, cls: type[Attack]) -> str:
     return f"{strategy}: {method.description} ({method.paper})"
 
 
-def _check_measured(measured: Mapping[str, Measured]) -> None:
-    names = [*ATTACKS.names(), *DEFENSES.names()]
+def _check_measured(measured: Mapping[str, Measured], names: list[str], what: str) -> None:
     for key, value in measured.items():
         if key not in names:
             raise ConfigError(
-                f"Unknown attack or defense {key!r} in the measured numbers.{did_you_mean(key, names)} "
+                f"Unknown {what} {key!r} in the measured numbers.{did_you_mean(key, names)} "
                 f"Valid names: {', '.join(names)}."
             )
         if not isinstance(value, Measured):
             raise ConfigError(f"Expected a Measured(value, command) for {key!r}, but got {value!r}.")
 
 
-def build_catalog(measured: Mapping[str, Measured] | None = None) -> Catalog:
+def build_catalog(
+    measured: Mapping[str, Measured] | None = None,
+    *,
+    labels_measured: Mapping[str, Measured] | None = None,
+    sources: tuple[str, ...] = (),
+    sources_note: str = "",
+) -> Catalog:
     """The catalog of every registered attack, defense and label method; ``measured`` adds a
-    headline number and its command per attack or defense name."""
+    headline number and its command per attack or defense name, ``labels_measured`` per label
+    method (kept apart: ``idlg`` names both an attack and a label method), ``sources`` the commands
+    of the runs they come from (:func:`gradinv.studies.headlines.catalog_measured` gives all three) and
+    ``sources_note`` says where those runs come from."""
     measured = dict(measured or {})
-    _check_measured(measured)
+    labels_measured = dict(labels_measured or {})
+    _check_measured(measured, [*ATTACKS.names(), *DEFENSES.names()], "attack or defense")
+    _check_measured(labels_measured, [*LABEL_METHODS.names(), "known", "auto"], "label method")
     attacks = []
     for name, cls in ATTACKS.items():
         weakest = weakest_granting(r.knowledge for r in cls.base_requirements)
@@ -570,13 +588,20 @@ def build_catalog(measured: Mapping[str, Measured] | None = None) -> Catalog:
             )
         )
     labels = (
-        *(LabelEntry(m.name, m.description, m.paper, m.assumption) for _, m in LABEL_METHODS.items()),
-        LabelEntry(
-            "known", "the true labels as a multiset", "", "threat model grants labels (E, or +labels)"
+        *(
+            LabelEntry(m.name, m.description, m.paper, m.assumption, labels_measured.get(m.name))
+            for _, m in LABEL_METHODS.items()
         ),
-        LabelEntry("auto", AUTO_DESCRIPTION, "", ""),
+        LabelEntry(
+            "known",
+            "the true labels as a multiset",
+            "",
+            "threat model grants labels (E, or +labels)",
+            labels_measured.get("known"),
+        ),
+        LabelEntry("auto", AUTO_DESCRIPTION, "", "", labels_measured.get("auto")),
     )
-    return Catalog(tuple(attacks), tuple(defenses), labels)
+    return Catalog(tuple(attacks), tuple(defenses), labels, tuple(sources), sources_note)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -610,6 +635,20 @@ def _agreement(a: AttackEntry) -> str:
     return "not listed" if a.threat_004 is None else "no"
 
 
+def _sources_markdown(catalog: Catalog) -> list[str]:
+    if not catalog.sources:
+        return []
+    return [
+        "Measured numbers: each measured cell is one study run's headline (the rule: "
+        "`gradinv.studies.headlines`), with the command that reproduces it. "
+        + (f"{catalog.sources_note} " if catalog.sources_note else "")
+        + "They come from these runs:",
+        "",
+        *(f"- `{c}`" for c in catalog.sources),
+        "",
+    ]
+
+
 def render_markdown(catalog: Catalog) -> str:
     """The catalog as Markdown: summary tables of attacks and defenses, then one section per attack."""
     out = [
@@ -619,6 +658,7 @@ def render_markdown(catalog: Catalog) -> str:
         '"gradinv" is the weakest threat model A–H that grants what the attack needs by default '
         '(as `gradinv list` computes it); "004" is the threat model 004\'s table gives the paper.',
         "",
+        *_sources_markdown(catalog),
         "## Attacks",
         "",
         "| attack | family | gradinv | 004 | agrees | learning algorithm | label recovery | measured |",
@@ -661,10 +701,13 @@ def render_markdown(catalog: Catalog) -> str:
             )
             + " |"
         )
-    out += ["", "## Label recovery methods", "", "| method | description | paper | assumption |"]
-    out.append("|---|---|---|---|")
+    out += ["", "## Label recovery methods", "", "| method | description | paper | assumption | measured |"]
+    out.append("|---|---|---|---|---|")
     for m in catalog.labels:
-        out.append(f"| `{m.name}` | {_md(m.description)} | {_md(m.paper)} | {_md(m.assumption)} |")
+        out.append(
+            f"| `{m.name}` | {_md(m.description)} | {_md(m.paper)} | {_md(m.assumption)} | "
+            f"{_md(_measured_text(m.measured))} |"
+        )
     out += ["", "## Attack details", ""]
     for a in catalog.attacks:
         out += [f"### {a.title} (`{a.name}`)", "", f"- paper: {a.paper}"]
@@ -731,8 +774,18 @@ def render_html(catalog: Catalog) -> str:
         ),
     )
     labels = _table(
-        ["method", "description", "paper", "assumption"],
-        ((m.name, m.description, m.paper, m.assumption) for m in catalog.labels),
+        ["method", "description", "paper", "assumption", "measured"],
+        ((m.name, m.description, m.paper, m.assumption, measured(m.measured)) for m in catalog.labels),
+    )
+    sources = (
+        "<p>Measured numbers: each measured cell is one study run's headline (the rule: "
+        "gradinv.studies.headlines). "
+        + (f"{_e(catalog.sources_note)} " if catalog.sources_note else "")
+        + "They come from these runs:</p><ul>"
+        + "".join(f"<li><code>{_e(c)}</code></li>" for c in catalog.sources)
+        + "</ul>"
+        if catalog.sources
+        else ""
     )
     details = []
     for a in catalog.attacks:
@@ -752,13 +805,15 @@ def render_html(catalog: Catalog) -> str:
             rows.append(("disagreement with 004", a.disagreement))
         rows.append(("implements", a.implements))
         rows.append(("deviations", a.deviations or "none stated in its module docstring"))
+        if a.measured is not None:
+            rows.append(("measured", measured(a.measured)))
         details.append(f"<h3>{_e(a.title)} ({_e(a.name)})</h3>" + _table(["item", "value"], rows))
     body = (
         "<h1>gradinv catalog</h1>"
         f'<p class="sub">The living table of <i>{_e(PAPER_004)}</i> (paper 004), built from gradinv\'s '
         "registries. <b>gradinv</b>: the weakest threat model A–H granting what the attack needs by "
         "default; <b>004</b>: the threat model 004 gives the paper.</p>"
-        f"<h2>Attacks</h2>{attacks}<h2>Defenses</h2>{defenses}"
+        f"{sources}<h2>Attacks</h2>{attacks}<h2>Defenses</h2>{defenses}"
         f"<h2>Label recovery methods</h2>{labels}<h2>Attack details</h2>{''.join(details)}"
     )
     return html_page("gradinv catalog", body)
