@@ -275,6 +275,22 @@ class DefenseRow:
     match: Literal["paper", "technique"]  # the same paper, or only the same technique as gradinv's
 
 
+#: 004's rows that several gradinv defenses share (the same technique)
+_CLIENT_DP = DefenseRow("[38]", "DP-based", "client-level DP", "Client", "A-C", "D-H", "", "technique")
+_SPARSIFICATION = DefenseRow(
+    "[42,43]",
+    "Gradient Perturbation",
+    "gradient pruning / sparsification",
+    "Client",
+    "A",
+    "B-C",
+    "D-H",
+    "technique",
+)
+_QUANTISATION = DefenseRow(
+    "[14]", "Gradient Perturbation", "quantisation", "Client", "A", "B-C", "D-H", "technique"
+)
+
 #: 004's defense table for gradinv's defenses, keyed by gradinv's defense name; ``None`` where 004 lists
 #: neither the paper nor its technique. "technique" rows are 004's row for another paper of the same
 #: technique (the note of :data:`DEFENSE_NOTES` says which).
@@ -284,39 +300,15 @@ PAPER_004_DEFENSES: Mapping[str, DefenseRow | None] = {
         "[44]", "Gradient Perturbation", "gradient clipping", "Client", "A", "B-C", "D-H", "technique"
     ),
     # [38] FedCDP "Clients add noise to their own updates": A (green) - C (green) D (orange) - H (orange)
-    "dp-sgd": DefenseRow("[38]", "DP-based", "client-level DP", "Client", "A-C", "D-H", "", "technique"),
-    "gaussian-noise": DefenseRow(
-        "[38]", "DP-based", "client-level DP", "Client", "A-C", "D-H", "", "technique"
-    ),
+    "dp-sgd": _CLIENT_DP,
+    "gaussian-noise": _CLIENT_DP,
     # [42,43] "Transmits only the most significant gradient elements": A (green) B (orange) - C (orange)
     # D (red) - H (red)
-    "pruning": DefenseRow(
-        "[42,43]",
-        "Gradient Perturbation",
-        "gradient pruning / sparsification",
-        "Client",
-        "A",
-        "B-C",
-        "D-H",
-        "technique",
-    ),
-    "topk": DefenseRow(
-        "[42,43]",
-        "Gradient Perturbation",
-        "gradient pruning / sparsification",
-        "Client",
-        "A",
-        "B-C",
-        "D-H",
-        "technique",
-    ),
+    "pruning": _SPARSIFICATION,
+    "topk": _SPARSIFICATION,
     # [14] "Reduces gradient precision with fewer bits": A (green) B (orange) - C (orange) D (red) - H (red)
-    "qsgd": DefenseRow(
-        "[14]", "Gradient Perturbation", "quantisation", "Client", "A", "B-C", "D-H", "technique"
-    ),
-    "signsgd": DefenseRow(
-        "[14]", "Gradient Perturbation", "quantisation", "Client", "A", "B-C", "D-H", "technique"
-    ),
+    "qsgd": _QUANTISATION,
+    "signsgd": _QUANTISATION,
     # [45] Soteria: A (green) - B (green) C (orange) D (red) - H (red)
     "soteria": DefenseRow(
         "[45]", "Gradient Perturbation", "representation perturbation", "Client", "A-B", "C", "D-H", "paper"
