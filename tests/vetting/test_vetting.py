@@ -117,8 +117,15 @@ MALICIOUS = [
         {"bins": 50, "measurements": ["brightness", "top"]},
         {"parallel-rows"},
     ),
-    ("trap-weights", "mlp", {}, "F", {}, {"sign-balanced-rows"}),
-    ("trap-weights", "mlp", {"hidden": [48]}, "G", {"calibrate": True}, {"sign-balanced-rows"}),
+    ("trap-weights", "mlp", {}, "F", {}, {"sign-balanced-rows", "sparse-activations"}),
+    (
+        "trap-weights",
+        "mlp",
+        {"hidden": [48]},
+        "G",
+        {"calibrate": True},
+        {"sign-balanced-rows"},  # calibrated on surrogate photos: not sparse on the seeded probes
+    ),
     ("fishing", "lenet", {}, "F", {"target_class": 3}, {"zero-weights", "saturating-bias", "extreme-bias"}),
     ("fishing", "mlp", {}, "G", {"mode": "feature", "target_class": 3}, {"zero-weights", "saturating-bias"}),
     (

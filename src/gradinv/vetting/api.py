@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from gradinv.errors import GradinvError, ModelError, UpdateError
 from gradinv.types import ModelUpdate
-from gradinv.vetting import checks
+from gradinv.vetting import behaviour, checks
 from gradinv.vetting.findings import Finding, VetReport
 
 __all__ = ["ModelLike", "vet"]
@@ -100,6 +101,85 @@ def _reference(
     return f"registered architecture {architecture!r}", build_model(architecture, seed=0, **opts)
 
 
+def _as_module(
+    model: ModelLike, state: Mapping[str, Tensor], template: nn.Module | None
+) -> tuple[nn.Module | None, str]:
+    """``model`` itself when it is a module, else ``template`` (deep-copied) holding ``state``; the
+    reason when neither works."""
+    if isinstance(model, nn.Module):
+        return model, ""
+    if template is None:
+        return None, "a state_dict without a module to run it in: pass the model or a registered architecture"
+    work = copy.deepcopy(template)
+    try:
+        work.load_state_dict(
+            {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()}
+        )
+    except (RuntimeError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return None, f"its tensors do not fit the architecture ({first[:160]})"
+    return work, ""
+
+
+def _input_shape(
+    module: nn.Module,
+    input_shape: Sequence[int] | None,
+    data: Tensor | None,
+    architecture: str | nn.Module | None,
+    options: Mapping[str, Any] | None,
+) -> tuple[int, ...] | None:
+    if input_shape is not None:
+        return tuple(int(s) for s in input_shape)
+    if data is not None:
+        return tuple(data.shape[1:])
+    if isinstance(architecture, str):
+        size = (options or {}).get("image_size", 32)
+        hw = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        return (int((options or {}).get("in_channels", 3)), *map(int, hw))
+    return behaviour.infer_input_shape(module)
+
+
+def _behaviour(
+    module: nn.Module,
+    previous: nn.Module | None,
+    shape: tuple[int, ...],
+    data: Tensor | None,
+) -> tuple[list[Finding], str]:
+    """Findings of the behaviour checks on seeded probes (and the client's ``data``), or a reason."""
+    probe_sets = [
+        (f"{behaviour.PROBES} seeded probe images in [0, 1] {shape}", behaviour.noise_probes(shape))
+    ]
+    if data is not None:
+        probe_sets.append((f"{len(data)} inputs of your own data", data.detach().cpu()))
+    found: list[Finding] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for what, x in probe_sets:
+        try:
+            acts = behaviour.activity(module, x)
+            before = behaviour.activity(previous, x) if previous is not None else {}
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if not found and what.startswith(str(behaviour.PROBES)):
+                return (
+                    [],
+                    f"the model does not accept inputs of shape {shape} ({first[:160]}); pass input_shape",
+                )
+            raise ModelError(
+                f"Expected the model to accept the {what} (shape {tuple(x.shape)}), but its forward pass "
+                f"failed: {first}. Pass data shaped as the model's input."
+            ) from err
+        for f in (
+            behaviour.check_sparse_activations(acts, what)
+            + behaviour.check_binning(acts, what)
+            + behaviour.check_activation_shift(acts, before, what)
+        ):
+            key = (f.kind, f.parameters)
+            if key not in seen:  # the same layer flagged on both probe sets: report once
+                seen.add(key)
+                found.append(f)
+    return found, ""
+
+
 def vet(
     received_model: ModelLike,
     *,
@@ -108,6 +188,8 @@ def vet(
     architecture: str | nn.Module | None = None,
     update: ModelUpdate | Mapping[str, Tensor] | None = None,
     architecture_options: Mapping[str, Any] | None = None,
+    data: Tensor | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> VetReport:
     """Inspect ``received_model`` (what the server sent) for signs of a malicious server.
 
@@ -117,7 +199,12 @@ def vet(
     ``architecture`` (a registered model name, built with ``architecture_options`` such as
     ``image_size``; the class count is read off the received classifier, or a reference module),
     how it changed since ``previous``, whether the models ``others`` received are identical, and the
-    client's own ``update`` (gradient or weight delta) after training on it. Returns a
+    client's own ``update`` (gradient or weight delta) after training on it. The behaviour checks
+    (:mod:`gradinv.vetting.behaviour`) run the model on seeded probe images of ``input_shape``
+    (default: ``data``'s, the registered architecture's ``in_channels`` / ``image_size``, or guessed
+    from the first layer) and on the client's own inputs ``data`` (a batch shaped as the model's
+    input), and flag input layers whose units fire for few inputs or as bins of one measurement;
+    a state dict is run inside the registered ``architecture``. Returns a
     :class:`VetReport`; an empty report means no check found anything, not that the model is safe.
     A model (:class:`~gradinv.errors.ModelError`) or update (:class:`~gradinv.errors.UpdateError`)
     holding NaN or inf is refused, naming the tensors: no check can judge it.
@@ -133,6 +220,15 @@ def vet(
     ['zero-weights']
     """
     state = _state(received_model, "received model")
+    if data is not None and (not isinstance(data, Tensor) or data.ndim < 2 or not len(data)):
+        raise ModelError(
+            "Expected `data` as a non-empty tensor batch of the model's inputs (N, ...), but got "
+            + (
+                f"a tensor of shape {tuple(data.shape)}."
+                if isinstance(data, Tensor)
+                else f"{type(data).__name__}."
+            )
+        )
     found: list[Finding] = []
     ran: list[str] = []
     skipped: dict[str, str] = {}
@@ -175,6 +271,25 @@ def vet(
         ran.append("consistency")
     else:
         skipped["consistency"] = "no other clients' models given"
+    module, why = _as_module(received_model, state, references[-1][2] if architecture is not None else None)
+    if module is None and prev_state is not None and isinstance(previous, nn.Module):
+        module, why = _as_module(received_model, state, previous)
+    if module is not None:
+        shape = _input_shape(module, input_shape, data, architecture, architecture_options)
+        if shape is None:
+            why = "the model's input shape could not be guessed from its first layer: pass input_shape"
+        else:
+            prev_module = None
+            if prev_state is not None:
+                prev_module, _ = _as_module(
+                    previous if previous is not None else prev_state, prev_state, module
+                )
+            more, why = _behaviour(module, prev_module, shape, data)
+            found += more
+    if why:
+        skipped["behaviour"] = why
+    else:
+        ran.append("behaviour")
     if update is not None:
         upd = (
             require_finite(dict(update.params), "update", UpdateError)
