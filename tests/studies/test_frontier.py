@@ -251,3 +251,14 @@ def test_active_attacks_in_a_study_are_scored_against_the_victim(tmp_path: Path)
     assert rows["robbing-the-fed"].metrics["num_images"] == 4
     assert rows["inconsistent-models"].metrics["num_images"] == 1
     assert rows["robbing-the-fed"].metrics["psnr"] > 30 and rows["inconsistent-models"].metrics["psnr"] > 30
+
+
+def test_a_defense_mode_is_its_own_line() -> None:
+    """Clipping by value and by norm are two defenses, not two strengths of one."""
+    rows = [_row("none", None, 0.9, 60.0)]
+    for label, mode in (("clip 1", "value"), ("clip 2", "norm")):
+        r = _row(label, "clipping", 0.85, 10.0)
+        object.__setattr__(r, "config", {"defenses": [{"name": "clipping", "mode": mode, "bound": 0.1}]})
+        rows.append(r)
+    groups = [p.group for p in frontier_points(rows, LAYOUT, SPEC)]
+    assert groups == ["none", "clipping (mode=value)", "clipping (mode=norm)"]

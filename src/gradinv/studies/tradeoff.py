@@ -12,12 +12,12 @@ which (for a metric where higher means more leakage) a point counts as protected
 (``leakage_threshold``: the paper's red line).
 
 Each grid point is one point: the mean over its ok repeats. Points are grouped into lines by the
-defenses of the trial's config (their names joined by "+"; "none" without one), in the axis's
-order, and a panel is drawn for every combination of the study's other table axes (e.g. one per
-attack). A point is *useful* when its utility is at least ``(1 - max_utility_drop)`` times the
-baseline's; a defense's *best trade-off* is (with a threshold) its most useful protected point, else
-its most private useful point, else its most useful protected one; the summary ranks the defenses of
-each panel by it.
+defenses of the trial's config (their names with any string-valued option such as a clipping mode,
+joined by "+"; "none" without one), in the axis's order, and a panel is drawn for every combination
+of the study's other table axes (e.g. one per attack). A point is *useful* when its utility is at
+least ``(1 - max_utility_drop)`` times the baseline's; a defense's *best trade-off* is (with a
+threshold) its most useful protected point, else its most private useful point, else its most
+useful protected one; the summary ranks the defenses of each panel by it.
 """
 
 from __future__ import annotations
@@ -111,9 +111,14 @@ class FrontierSummary:
 
 
 def _group(row: TrialRow) -> str:
-    defenses = row.config.get("defenses") or []
-    names = [str(d.get("name", "?")) for d in defenses if isinstance(d, Mapping)]
-    return "+".join(names) or "none"
+    """The defense group of a trial: its defenses' names, each with its string-valued options (a
+    mode, e.g. ``clipping (mode=norm)``: a different defense, not a strength), joined by "+"."""
+    parts = []
+    for d in row.config.get("defenses") or []:
+        if isinstance(d, Mapping):
+            modes = ", ".join(f"{k}={v}" for k, v in d.items() if k != "name" and isinstance(v, str))
+            parts.append(f"{d.get('name', '?')}" + (f" ({modes})" if modes else ""))
+    return "+".join(parts) or "none"
 
 
 def panel_axes(layout: TableLayout, spec: FrontierSpec) -> tuple[str, ...]:
