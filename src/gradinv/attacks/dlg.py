@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -63,6 +63,7 @@ from gradinv.types import AttackerView, AttackResult
 __all__ = [
     "BASICS_ASSUMED",
     "DLG",
+    "BasicsAssumingAttack",
     "DLGConfig",
     "LBFGSConfig",
     "LBFGSSettings",
@@ -185,8 +186,23 @@ def lbfgs_optimiser(
     return optimise
 
 
+class BasicsAssumingAttack(OptimizationAttack):
+    """Base of DLG and iDLG: they need only the update (threat model A) and, where the threat model
+    does not grant basic knowledge, assume it (:data:`BASICS_ASSUMED`, :func:`assume_basics`) from
+    their config, an :class:`AssumptionsConfig`; :attr:`why_batch` says where the default assumed
+    batch size comes from."""
+
+    base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED,)
+    assumptions = BASICS_ASSUMED
+    why_batch: ClassVar[str]
+
+    def assume(self, view: AttackerView) -> AttackerView:
+        cfg = cast(AssumptionsConfig, self.config)  # DLGConfig / IDLGConfig
+        return assume_basics(view, cfg, attack=self.title, why_batch=self.why_batch)
+
+
 @register_attack
-class DLG(OptimizationAttack):
+class DLG(BasicsAssumingAttack):
     """Deep Leakage from Gradients: joint L-BFGS over dummy data and soft labels."""
 
     name = "dlg"
@@ -194,13 +210,7 @@ class DLG(OptimizationAttack):
     paper = "Zhu, Liu, Han. Deep Leakage from Gradients. NeurIPS 2019"
     config_cls = DLGConfig
     config: DLGConfig
-    base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED,)
-    assumptions = BASICS_ASSUMED
-
-    def assume(self, view: AttackerView) -> AttackerView:
-        return assume_basics(
-            view, self.config, attack=self.title, why_batch="DLG's default: one image per update"
-        )
+    why_batch = "DLG's default: one image per update"
 
     def _reconstruct(
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device

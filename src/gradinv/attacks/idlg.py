@@ -19,20 +19,13 @@ replaces the assumptions. ``labels = "known"`` needs the labels (e.g. ``A+labels
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 
-from gradinv.attacks.base import (
-    UPDATES_NEEDED,
-    AssumptionsConfig,
-    ProgressFn,
-    assume_basics,
-    register_attack,
-)
-from gradinv.attacks.dlg import BASICS_ASSUMED, LBFGSConfig, lbfgs_optimiser
-from gradinv.attacks.optimization import LabelledConfig, OptimizationAttack
-from gradinv.threat import Requirement
+from gradinv.attacks.base import AssumptionsConfig, ProgressFn, register_attack
+from gradinv.attacks.dlg import BasicsAssumingAttack, LBFGSConfig, lbfgs_optimiser
+from gradinv.attacks.optimization import LabelledConfig
 from gradinv.types import AttackerView, AttackResult
 
 __all__ = ["IDLG", "IDLGConfig"]
@@ -48,7 +41,7 @@ class IDLGConfig(LBFGSConfig, LabelledConfig, AssumptionsConfig):
 
 
 @register_attack
-class IDLG(OptimizationAttack):
+class IDLG(BasicsAssumingAttack):
     """iDLG: analytic label first, then L-BFGS gradient matching on the data."""
 
     name = "idlg"
@@ -56,13 +49,7 @@ class IDLG(OptimizationAttack):
     paper = "Zhao, Mopuri, Bilen. iDLG: Improved Deep Leakage from Gradients. arXiv 2020"
     config_cls = IDLGConfig
     config: IDLGConfig
-    base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED,)
-    assumptions = BASICS_ASSUMED
-
-    def assume(self, view: AttackerView) -> AttackerView:
-        return assume_basics(
-            view, self.config, attack=self.title, why_batch="iDLG's label rule is defined for one sample"
-        )
+    why_batch = "iDLG's label rule is defined for one sample"
 
     def _reconstruct(
         self, view: AttackerView, *, progress: ProgressFn | None, device: torch.device

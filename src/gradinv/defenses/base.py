@@ -16,6 +16,7 @@ Helpers for defense authors:
 
 * :class:`UpdateDefense`: an update-stage defense is one method, ``apply(update, ctx) -> (update,
   stats)``; the per-client hook object keeps the stats for :meth:`ClientHooks.info`.
+* :class:`DefenseHooks`: the base of a defense's per-client hook object (``hooks_cls``).
 * :class:`RegularizedModule` and :func:`auxiliary_loss`: a module that adds a term to the training
   loss (PRECODE's KL divergence). The client's fixed loss is cross-entropy; a defense that replaces
   the step's gradient adds :func:`auxiliary_loss` of the model to it.
@@ -33,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from gradinv.errors import ConfigError
-from gradinv.fl.client import ClientHooks, StepContext, UpdateContext
+from gradinv.fl.client import ClientHooks, HookDefaults, StepContext, UpdateContext
 from gradinv.fl.hooks import DefenseChain
 from gradinv.registry import Registry
 from gradinv.settings import as_dict, from_mapping
@@ -44,6 +45,7 @@ __all__ = [
     "Defense",
     "DefenseChain",
     "DefenseConfig",
+    "DefenseHooks",
     "RegularizedModule",
     "Stage",
     "UpdateDefense",
@@ -68,7 +70,37 @@ class DefenseConfig:
 ConfigT = TypeVar("ConfigT", bound=DefenseConfig)
 
 
-class Defense(Generic[ConfigT]):
+DefenseT = TypeVar("DefenseT", bound="Defense[Any]")
+
+
+class DefenseHooks(ClientHooks, Generic[DefenseT]):
+    """The client hooks of one defense, :attr:`defense` (a fresh object per client, which may keep
+    per-client state); :meth:`Defense.client_hooks` returns ``defense.hooks_cls(defense)``."""
+
+    def __init__(self, defense: DefenseT) -> None:
+        self.defense = defense
+
+
+class _DefenseHooks(DefenseHooks["Defense[Any]"]):
+    """Forwards every hook to the defense's own stage methods."""
+
+    def start(self, ctx: UpdateContext) -> None:
+        self.defense.on_start(ctx)
+
+    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        return self.defense.on_batch(x, targets, ctx)
+
+    def gradients(self, x: Tensor, targets: Tensor, ctx: StepContext) -> list[Tensor] | None:
+        return self.defense.gradients(x, targets, ctx)
+
+    def on_update(self, update: ModelUpdate, ctx: UpdateContext) -> ModelUpdate:
+        return self.defense.on_update(update, ctx)
+
+    def info(self) -> dict[str, float]:
+        return self.defense.info()
+
+
+class Defense(HookDefaults, Generic[ConfigT]):
     """Base class of all defenses. Override the method(s) of your stage.
 
     A defense names its config class as the type argument of its base,
@@ -76,9 +108,10 @@ class Defense(Generic[ConfigT]):
     parameters are validated against it) and the type of :attr:`config`.
 
     The default :meth:`client_hooks` forwards to this object's ``on_*`` methods; a defense that
-    keeps per-client state (an accountant, a momentum buffer) overrides :meth:`client_hooks` to
-    return a fresh object per client. (A defense is not itself a :class:`~gradinv.fl.ClientHooks`:
-    passed where hooks are expected, one whose hooks live in another object would do nothing.)"""
+    keeps per-client state (an accountant, a momentum buffer) names a :class:`DefenseHooks` subclass
+    as :attr:`hooks_cls` (or overrides :meth:`client_hooks`) to get a fresh object per client. (A
+    defense is not itself a :class:`~gradinv.fl.ClientHooks`: passed where hooks are expected, one
+    whose hooks live in another object would do nothing.)"""
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -86,6 +119,8 @@ class Defense(Generic[ConfigT]):
     paper: ClassVar[str]
     config_cls: ClassVar[type[DefenseConfig]]
     config: ConfigT
+    #: the class of each client's hooks, called with the defense
+    hooks_cls: ClassVar[type[DefenseHooks[Any]]] = _DefenseHooks
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,24 +144,13 @@ class Defense(Generic[ConfigT]):
         global RNG when ``None``)."""
         return model
 
-    # stages "data", "training", "update": a fresh hook object per client
+    # stages "data", "training", "update": a fresh hook object per client; the stage methods
+    # on_batch, gradients, on_update and info (no-ops by default) come from HookDefaults
     def client_hooks(self) -> ClientHooks:
-        return _DefenseHooks(self)
+        return self.hooks_cls(self)
 
     def on_start(self, ctx: UpdateContext) -> None:
         """Per-client set-up (e.g. reset an accountant)."""
-
-    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        return x, targets
-
-    def gradients(self, x: Tensor, targets: Tensor, ctx: StepContext) -> list[Tensor] | None:
-        return None
-
-    def on_update(self, update: ModelUpdate, ctx: UpdateContext) -> ModelUpdate:
-        return update
-
-    def info(self) -> dict[str, float]:
-        return {}
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -141,24 +165,17 @@ class Defense(Generic[ConfigT]):
         }
 
 
-class _DefenseHooks(ClientHooks):
-    def __init__(self, defense: Defense[Any]) -> None:
-        self.defense = defense
-
-    def start(self, ctx: UpdateContext) -> None:
-        self.defense.on_start(ctx)
-
-    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        return self.defense.on_batch(x, targets, ctx)
-
-    def gradients(self, x: Tensor, targets: Tensor, ctx: StepContext) -> list[Tensor] | None:
-        return self.defense.gradients(x, targets, ctx)
+class _UpdateHooks(DefenseHooks["UpdateDefense[Any]"]):
+    def __init__(self, defense: UpdateDefense[Any]) -> None:
+        super().__init__(defense)
+        self.stats: dict[str, float] = {}
 
     def on_update(self, update: ModelUpdate, ctx: UpdateContext) -> ModelUpdate:
-        return self.defense.on_update(update, ctx)
+        update, self.stats = self.defense.apply(update, ctx)
+        return update
 
     def info(self) -> dict[str, float]:
-        return self.defense.info()
+        return dict(self.stats)
 
 
 class UpdateDefense(Defense[ConfigT]):
@@ -168,25 +185,10 @@ class UpdateDefense(Defense[ConfigT]):
     :attr:`gradinv.types.ClientUpdate.info`, prefixed by the defense's name)."""
 
     stage: ClassVar[Stage] = "update"
+    hooks_cls = _UpdateHooks
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         raise NotImplementedError
-
-    def client_hooks(self) -> ClientHooks:
-        return _UpdateHooks(self)
-
-
-class _UpdateHooks(ClientHooks):
-    def __init__(self, defense: UpdateDefense[Any]) -> None:
-        self.defense = defense
-        self.stats: dict[str, float] = {}
-
-    def on_update(self, update: ModelUpdate, ctx: UpdateContext) -> ModelUpdate:
-        update, self.stats = self.defense.apply(update, ctx)
-        return update
-
-    def info(self) -> dict[str, float]:
-        return dict(self.stats)
 
 
 def with_params(update: ModelUpdate, params: Mapping[str, Tensor]) -> ModelUpdate:

@@ -47,9 +47,9 @@ from torch import Tensor, nn
 
 from gradinv._checks import check_choice, check_range
 from gradinv.defenses._tensors import randn_like
-from gradinv.defenses.base import Defense, DefenseConfig, auxiliary_loss, register_defense
+from gradinv.defenses.base import Defense, DefenseConfig, DefenseHooks, auxiliary_loss, register_defense
 from gradinv.errors import ModelError
-from gradinv.fl.client import ClientHooks, StepContext, UpdateContext
+from gradinv.fl.client import StepContext, UpdateContext
 from gradinv.types import ModelUpdate
 
 __all__ = [
@@ -223,53 +223,9 @@ class DPSGDConfig(DefenseConfig):
         check_choice("accountant", self.accountant, ("rdp", "prv", "gdp"))
 
 
-@register_defense
-class DPSGD(Defense[DPSGDConfig]):
-    """Per-sample clipping and Gaussian noise in every local step (Opacus), with an ε accountant."""
-
-    name = "dp-sgd"
-    title = "DP-SGD"
-    stage = "training"
-    paper = (
-        "Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar, Zhang, Deep Learning with Differential "
-        "Privacy, ACM CCS 2016 (per-sample gradients and accounting by Opacus)"
-    )
-
-    def __init__(self, config: DefenseConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.history: dict[int, list[tuple[float, float, int]]] = {}
-
-    def transform_model(self, model: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
-        if self.config.replace_batchnorm:
-            from opacus.validators import ModuleValidator
-
-            fixed = ModuleValidator.fix(model)
-            logger.info("dp-sgd: replaced BatchNorm layers by GroupNorm")
-            return fixed
-        check_dp_compatible(model)
-        return model
-
-    def client_hooks(self) -> ClientHooks:
-        return _DPSGDHooks(self)
-
-    def epsilon(self, client_id: int) -> float:
-        """ε of every round recorded for ``client_id`` composed (0 if none)."""
-        h = self.history.get(client_id, [])
-        if not h:
-            return 0.0
-        return dp_epsilon(
-            noise_multiplier=h[-1][0],
-            sample_rate=h[-1][1],
-            steps=h[-1][2],
-            delta=self.config.delta,
-            accountant=self.config.accountant,
-            history=h[:-1],
-        )
-
-
-class _DPSGDHooks(ClientHooks):
+class _DPSGDHooks(DefenseHooks["DPSGD"]):
     def __init__(self, defense: DPSGD) -> None:
-        self.defense = defense
+        super().__init__(defense)
         self.cfg = defense.config
         self.client_id = 0
         self.steps = 0
@@ -321,3 +277,45 @@ class _DPSGDHooks(ClientHooks):
             "steps": float(self.steps),
             "clipped_fraction": self.clipped / self.samples if self.samples else 0.0,
         }
+
+
+@register_defense
+class DPSGD(Defense[DPSGDConfig]):
+    """Per-sample clipping and Gaussian noise in every local step (Opacus), with an ε accountant."""
+
+    name = "dp-sgd"
+    title = "DP-SGD"
+    stage = "training"
+    paper = (
+        "Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar, Zhang, Deep Learning with Differential "
+        "Privacy, ACM CCS 2016 (per-sample gradients and accounting by Opacus)"
+    )
+    hooks_cls = _DPSGDHooks
+
+    def __init__(self, config: DefenseConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
+        self.history: dict[int, list[tuple[float, float, int]]] = {}
+
+    def transform_model(self, model: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
+        if self.config.replace_batchnorm:
+            from opacus.validators import ModuleValidator
+
+            fixed = ModuleValidator.fix(model)
+            logger.info("dp-sgd: replaced BatchNorm layers by GroupNorm")
+            return fixed
+        check_dp_compatible(model)
+        return model
+
+    def epsilon(self, client_id: int) -> float:
+        """ε of every round recorded for ``client_id`` composed (0 if none)."""
+        h = self.history.get(client_id, [])
+        if not h:
+            return 0.0
+        return dp_epsilon(
+            noise_multiplier=h[-1][0],
+            sample_rate=h[-1][1],
+            steps=h[-1][2],
+            delta=self.config.delta,
+            accountant=self.config.accountant,
+            history=h[:-1],
+        )

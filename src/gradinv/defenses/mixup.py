@@ -30,8 +30,8 @@ from torch import Tensor
 
 from gradinv._checks import check_range
 from gradinv.defenses._targets import as_probabilities, num_classes_of
-from gradinv.defenses.base import ConfigT, Defense, DefenseConfig, Stage, register_defense
-from gradinv.fl.client import ClientHooks, StepContext
+from gradinv.defenses.base import ConfigT, Defense, DefenseConfig, DefenseHooks, Stage, register_defense
+from gradinv.fl.client import StepContext
 
 __all__ = ["MixUp", "MixUpConfig", "MixingDefense", "mix_samples", "mixup_plan", "numpy_rng"]
 
@@ -52,6 +52,22 @@ def mix_samples(x: Tensor, probs: Tensor, indices: Tensor, weights: Tensor) -> t
     return mixed_x, mixed_y
 
 
+class _MixingHooks(DefenseHooks["MixingDefense[Any]"]):
+    def __init__(self, defense: MixingDefense[Any]) -> None:
+        super().__init__(defense)
+        self.values: list[float] = []
+
+    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        probs = as_probabilities(targets, num_classes_of(ctx.model), dtype=x.dtype)
+        indices, weights = self.defense.plan(x.shape[0], ctx.generator)
+        self.values += self.defense.summary(weights).tolist()
+        mixed_x, mixed_y = mix_samples(x, probs, indices.to(x.device), weights.to(x.device))
+        return self.defense.finish(mixed_x, ctx.generator), mixed_y
+
+    def info(self) -> dict[str, float]:
+        return self.defense.report(sum(self.values) / len(self.values) if self.values else 0.0)
+
+
 class MixingDefense(Defense[ConfigT]):
     """Base of the mixing defenses: every local batch is replaced by mixtures of its samples (and of
     their one-hot labels) that :meth:`plan` draws from the client's generator; :meth:`finish` may
@@ -59,6 +75,7 @@ class MixingDefense(Defense[ConfigT]):
     report the mean over its training through :meth:`report`."""
 
     stage: ClassVar[Stage] = "data"
+    hooks_cls = _MixingHooks
 
     def plan(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Indices ``(N, k)`` into the batch and their weights ``(N, k)``."""
@@ -72,25 +89,6 @@ class MixingDefense(Defense[ConfigT]):
 
     def report(self, mean: float) -> dict[str, float]:
         raise NotImplementedError
-
-    def client_hooks(self) -> ClientHooks:
-        return _MixingHooks(self)
-
-
-class _MixingHooks(ClientHooks):
-    def __init__(self, defense: MixingDefense[Any]) -> None:
-        self.defense = defense
-        self.values: list[float] = []
-
-    def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        probs = as_probabilities(targets, num_classes_of(ctx.model), dtype=x.dtype)
-        indices, weights = self.defense.plan(x.shape[0], ctx.generator)
-        self.values += self.defense.summary(weights).tolist()
-        mixed_x, mixed_y = mix_samples(x, probs, indices.to(x.device), weights.to(x.device))
-        return self.defense.finish(mixed_x, ctx.generator), mixed_y
-
-    def info(self) -> dict[str, float]:
-        return self.defense.report(sum(self.values) / len(self.values) if self.values else 0.0)
 
 
 def mixup_plan(

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ClientHooks",
+    "HookDefaults",
     "StepContext",
     "UpdateContext",
     "client_loss",
@@ -80,16 +81,9 @@ class UpdateContext:
     generator: torch.Generator
 
 
-class ClientHooks:
-    """Client-side transformations applied during local training (no-ops here).
-
-    Defenses (``gradinv.defenses``) implement these: data transforms (MixUp, InstaHide) in
-    :meth:`on_batch`, training changes (DP-SGD's per-sample clipping and noise) in
-    :meth:`gradients`, and update transforms (noise, quantisation, sparsification, Soteria…) in
-    :meth:`on_update`. :meth:`info` reports numbers such as a privacy budget after training."""
-
-    def start(self, ctx: UpdateContext) -> None:
-        """Called once before local training."""
+class HookDefaults:
+    """The per-step and per-update hooks with their no-op defaults, shared by :class:`ClientHooks` and
+    the stage methods of a :class:`gradinv.defenses.Defense` (which its default hooks forward to)."""
 
     def on_batch(self, x: Tensor, targets: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
         return x, targets
@@ -103,6 +97,18 @@ class ClientHooks:
 
     def info(self) -> dict[str, float]:
         return {}
+
+
+class ClientHooks(HookDefaults):
+    """Client-side transformations applied during local training (no-ops here).
+
+    Defenses (``gradinv.defenses``) implement these: data transforms (MixUp, InstaHide) in
+    :meth:`on_batch`, training changes (DP-SGD's per-sample clipping and noise) in
+    :meth:`gradients`, and update transforms (noise, quantisation, sparsification, Soteria…) in
+    :meth:`on_update`. :meth:`info` reports numbers such as a privacy budget after training."""
+
+    def start(self, ctx: UpdateContext) -> None:
+        """Called once before local training."""
 
 
 def _step_gradients(

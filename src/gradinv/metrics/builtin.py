@@ -51,6 +51,31 @@ def _stlpips(inputs: MetricInputs) -> Values:
     return stlpips(inputs.preds, inputs.target, weights=inputs.options.stlpips_weights, device=inputs.device)
 
 
+def _perceptual_spec(
+    name: str,
+    title: str,
+    description: str,
+    compute: Callable[[MetricInputs], Values],
+    weights: Need,
+    *,
+    caveat: str = "",
+) -> MetricSpec:
+    """The spec of a perceptual distance (LPIPS, ST-LPIPS): lower is more similar, it needs its
+    ``weights`` and RGB or grayscale images, and the ``[metrics]`` field of its name turns it on or off."""
+    return MetricSpec(
+        name,
+        title,
+        description,
+        higher_is_better=False,
+        compute=compute,
+        needs=frozenset({weights, Need.RGB_OR_GRAY}),
+        switch=name,
+        caveat=caveat,
+        fmt=".4f",
+        headline=True,
+    )
+
+
 def _perceptual_per_image(inputs: MetricInputs, perceptual: str) -> tuple[float, ...]:
     """The computed LPIPS / ST-LPIPS values BRR and WSRR reuse, or why there are none."""
     if perceptual in inputs.computed:
@@ -323,30 +348,22 @@ register_metric(
     )
 )
 register_metric(
-    MetricSpec(
+    _perceptual_spec(
         "lpips",
         "LPIPS",
         "LPIPS v0.1, AlexNet (Zhang et al., CVPR 2018); needs torchvision's ImageNet AlexNet weights.",
-        higher_is_better=False,
-        compute=_lpips,
-        needs=frozenset({Need.LPIPS_WEIGHTS, Need.RGB_OR_GRAY}),
-        switch="lpips",
-        fmt=".4f",
-        headline=True,
+        _lpips,
+        Need.LPIPS_WEIGHTS,
     )
 )
 register_metric(
-    MetricSpec(
+    _perceptual_spec(
         "stlpips",
         "ST-LPIPS",
         "ST-LPIPS, AlexNet shift-tolerant (Ghildyal & Liu, ECCV 2022); not LPIPS; needs its weight file.",
-        higher_is_better=False,
-        compute=_stlpips,
-        needs=frozenset({Need.STLPIPS_WEIGHTS, Need.RGB_OR_GRAY}),
-        switch="stlpips",
+        _stlpips,
+        Need.STLPIPS_WEIGHTS,
         caveat="not LPIPS",
-        fmt=".4f",
-        headline=True,
     )
 )
 for _variant in LEAKAGE_VARIANTS:

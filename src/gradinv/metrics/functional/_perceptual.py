@@ -10,7 +10,8 @@ Both metrics (Zhang et al., CVPR 2018; Ghildyal & Liu, ECCV 2022) compare two im
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -19,7 +20,14 @@ from torch import Tensor, nn
 from gradinv.errors import ModelError
 from gradinv.metrics.functional._checks import check_image_pair, check_min_size
 
-__all__ = ["LinLayer", "PerceptualMetric", "ScalingLayer", "load_state_dict_file", "normalize_channels"]
+__all__ = [
+    "FeatureStages",
+    "LinLayer",
+    "PerceptualMetric",
+    "ScalingLayer",
+    "load_state_dict_file",
+    "normalize_channels",
+]
 
 
 #: Channel counts of the five AlexNet stages compared by LPIPS and ST-LPIPS (alex variants).
@@ -54,6 +62,27 @@ class LinLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.model(x)
         return out
+
+
+class FeatureStages(nn.Module):
+    """A feature network cut into stages ``slice1, slice2, ...``: stage ``s`` holds ``layers[lo:hi]``
+    for the ``s``-th ``(lo, hi)`` of ``bounds``, each layer named by its index in ``layers`` (as in the
+    weight files, e.g. ``slice3.6.weight``). ``forward`` returns the output of every stage."""
+
+    def __init__(self, layers: Sequence[nn.Module], bounds: Sequence[tuple[int, int]]) -> None:
+        super().__init__()
+        for s, (lo, hi) in enumerate(bounds, start=1):
+            self.add_module(
+                f"slice{s}", nn.Sequential(OrderedDict((str(i), layers[i]) for i in range(lo, hi)))
+            )
+        self.num_stages = len(bounds)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        outs = []
+        for s in range(1, self.num_stages + 1):
+            x = getattr(self, f"slice{s}")(x)
+            outs.append(x)
+        return tuple(outs)
 
 
 def normalize_channels(x: Tensor, eps: float = 1e-10) -> Tensor:

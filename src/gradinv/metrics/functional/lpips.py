@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ from torch import Tensor, nn
 
 from gradinv.errors import MetricUnavailable, ModelError
 from gradinv.metrics.functional._perceptual import (
+    FeatureStages,
     PerceptualMetric,
     load_state_dict_file,
     load_strict,
@@ -59,14 +59,13 @@ LPIPS_MIN_SIZE = 31
 _CONV_INDICES = (0, 3, 6, 8, 10)
 
 
-class AlexNetStages(nn.Module):
+class AlexNetStages(FeatureStages):
     """torchvision's AlexNet ``features`` split after each ReLU into ``slice1 .. slice5``.
 
     Module names inside each slice are the torchvision ``features`` indices, so
     ``features.6.weight`` lives at ``slice3.6.weight``."""
 
     def __init__(self) -> None:
-        super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
             nn.ReLU(),
@@ -81,18 +80,7 @@ class AlexNetStages(nn.Module):
             nn.Conv2d(256, 256, kernel_size=3, padding=1),
             nn.ReLU(),
         ]
-        bounds = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))
-        for s, (lo, hi) in enumerate(bounds, start=1):
-            self.add_module(
-                f"slice{s}", nn.Sequential(OrderedDict((str(i), layers[i]) for i in range(lo, hi)))
-            )
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        outs = []
-        for s in range(1, 6):
-            x = getattr(self, f"slice{s}")(x)
-            outs.append(x)
-        return tuple(outs)
+        super().__init__(layers, ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)))
 
 
 def _slice_of(index: int) -> int:

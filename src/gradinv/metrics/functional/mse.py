@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -10,10 +12,15 @@ from gradinv.metrics.functional._checks import check_image_pair
 __all__ = ["mse"]
 
 
+def per_image_mean(preds: Tensor, target: Tensor, elementwise: Callable[[Tensor], Tensor]) -> Tensor:
+    """Per-image mean over (C, H, W) of ``elementwise(preds - target)``, in float64 (unchecked)."""
+    diff = preds.to(torch.float64) - target.to(torch.float64)
+    return elementwise(diff).flatten(1).mean(dim=1)
+
+
 def _mse_update(preds: Tensor, target: Tensor) -> Tensor:
     """Per-image mean over (C, H, W) of the squared difference, in float64."""
-    diff = preds.to(torch.float64) - target.to(torch.float64)
-    return diff.square().flatten(1).mean(dim=1)
+    return per_image_mean(preds, target, Tensor.square)
 
 
 def mse(preds: Tensor, target: Tensor) -> Tensor:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradinv.metrics.functional._perceptual import (
+    FeatureStages,
     PerceptualMetric,
     load_state_dict_file,
     load_strict,
@@ -74,14 +74,13 @@ class BlurPool(nn.Module):
         return F.conv2d(padded, self.filt, stride=self.stride, groups=x.shape[1])
 
 
-class ShiftTolerantAlexNetStages(nn.Module):
+class ShiftTolerantAlexNetStages(FeatureStages):
     """The five stages of the "shift_tolerant" AlexNet, ``slice1 .. slice5``.
 
     Module names are the indices of the original ``features`` sequence, matching the weight file
     (``slice1.0`` conv, ``slice1.1`` BlurPool, ``slice2.4`` BlurPool, ``slice2.5`` conv, ...)."""
 
     def __init__(self) -> None:
-        super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(3, 64, kernel_size=11, stride=1, padding=2),  # 0
             BlurPool(64),  # 1
@@ -99,18 +98,7 @@ class ShiftTolerantAlexNetStages(nn.Module):
             nn.Conv2d(256, 256, kernel_size=3, padding=1),  # 13
             nn.ReLU(),  # 14 -> stage 5
         ]
-        bounds = ((0, 3), (3, 7), (7, 11), (11, 13), (13, 15))
-        for s, (lo, hi) in enumerate(bounds, start=1):
-            self.add_module(
-                f"slice{s}", nn.Sequential(OrderedDict((str(i), layers[i]) for i in range(lo, hi)))
-            )
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        outs = []
-        for s in range(1, 6):
-            x = getattr(self, f"slice{s}")(x)
-            outs.append(x)
-        return tuple(outs)
+        super().__init__(layers, ((0, 3), (3, 7), (7, 11), (11, 13), (13, 15)))
 
 
 def resolve_stlpips_weights(weights: str | os.PathLike[str] | None = None) -> Path:
