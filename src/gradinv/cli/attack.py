@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gradinv.cli.common import (
     add_device_flag,
@@ -20,7 +20,9 @@ from gradinv.cli.common import (
     print_summary,
     progress_bar,
 )
-from gradinv.config import ExperimentConfig, apply_overrides, load_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradinv.config import ExperimentConfig
 
 #: kinds of flag values: text, a list of integers, a finite number, or an integer >= the given minimum
 Kind = Literal["str", "ints", "float"] | int
@@ -91,6 +93,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
+    from gradinv.config import ExperimentConfig, apply_overrides, load_config
+
     if args.config:
         check_text_file(args.config)
     cfg = load_config(args.config) if args.config else ExperimentConfig()

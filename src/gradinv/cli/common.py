@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
 from gradinv.errors import ConfigError
-from gradinv.experiment import DryRun, ExperimentResult
+
+if TYPE_CHECKING:  # pragma: no cover  (torch and the registries load only when a command runs)
+    from gradinv.experiment import DryRun, ExperimentResult
 
 #: seconds between two progress lines when stderr is not a terminal
 PROGRESS_INTERVAL = 10.0

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from gradinv.cli.common import add_device_flag, format_duration, prepare_out_dir, print_summary, progress_bar
-from gradinv.config import parse_config
 from gradinv.errors import AttackRefused
 
 #: what the demo promises on 2 CPU cores (the README says the same). Measured with
@@ -111,6 +110,7 @@ def _busy_note() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gradinv.config import parse_config
     from gradinv.experiment import run_experiment
     from gradinv.report import write_index_html, write_report
 

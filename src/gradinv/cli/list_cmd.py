@@ -9,15 +9,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from gradinv.attacks import ATTACKS, LABEL_METHODS
-from gradinv.attacks.labels import AUTO_DESCRIPTION
-from gradinv.data import NORMALIZATIONS, SOURCE_FORMS
-from gradinv.defenses import DEFENSES
-from gradinv.fl import AGGREGATORS
-from gradinv.metrics import METRICS
-from gradinv.models import INIT_SCHEMES, MODELS
-from gradinv.threat import LEVELS, THREAT_MODELS, Knowledge, weakest_granting
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list models, attacks, threat models, metrics, data sources, defenses")
@@ -28,6 +19,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def catalog() -> dict[str, Any]:
     """Everything ``gradinv list`` shows, as plain data."""
+    from gradinv.attacks import ATTACKS, LABEL_METHODS
+    from gradinv.attacks.labels import AUTO_DESCRIPTION
+    from gradinv.data import NORMALIZATIONS, SOURCE_FORMS
+    from gradinv.defenses import DEFENSES
+    from gradinv.fl import AGGREGATORS
+    from gradinv.metrics import METRICS
+    from gradinv.models import INIT_SCHEMES, MODELS
+    from gradinv.threat import LEVELS, THREAT_MODELS, Knowledge, weakest_granting
+
     attacks = []
     for name, cls in ATTACKS.items():
         reqs = cls.base_requirements
