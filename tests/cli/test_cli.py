@@ -164,3 +164,17 @@ def test_demo_quick(tmp_path):
     assert (tmp_path / "dlg-lenet" / "report.json").exists()
     rtf = json.loads((tmp_path / "robbing-the-fed" / "report.json").read_text())
     assert min(rtf["metrics"]["psnr"]["per_image"]) >= 60  # exact, even in --quick (analytic attack)
+
+
+def test_help_does_not_load_torch():
+    """``gradinv --help`` builds every command's parser without importing torch or the registries (a
+    fixed cost of seconds on a small CPU): they load when a command runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom gradinv.cli.app import build_parser\nbuild_parser()\n"
+        "print(sorted(m for m in ('torch', 'gradinv.experiment', 'gradinv.attacks') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
