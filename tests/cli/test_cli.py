@@ -169,9 +169,6 @@ def test_demo_quick(tmp_path):
 def test_help_does_not_load_torch():
     """``gradinv --help`` builds every command's parser without importing torch or the registries (a
     fixed cost of seconds on a small CPU): they load when a command runs."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\nfrom gradinv.cli.app import build_parser\nbuild_parser()\n"
         "print(sorted(m for m in ('torch', 'gradinv.experiment', 'gradinv.attacks') if m in sys.modules))"
