@@ -95,7 +95,11 @@ def dp_epsilon(
         curve = [0.0] * len(orders)
         for sigma, q, n in entries:
             curve = [c + n * r for c, r in zip(curve, _rdp_per_step(q, sigma))]
-        eps, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=curve, delta=delta)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            eps, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=curve, delta=delta)
+        for w in caught:  # e.g. "Optimal order is the smallest alpha": to the log, not the terminal
+            logger.info("privacy accountant: %s", w.message)
         return float(eps)
     from opacus.accountants import create_accountant
 
