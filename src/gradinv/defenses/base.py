@@ -121,6 +121,9 @@ class Defense(HookDefaults, Generic[ConfigT]):
     config: ConfigT
     #: the class of each client's hooks, called with the defense
     hooks_cls: ClassVar[type[DefenseHooks[Any]]] = _DefenseHooks
+    #: whether :meth:`on_update` / ``apply`` reads the client's batch (``UpdateContext.batch``), as
+    #: Soteria does; a Flower mod that sees only the update cannot run such a defense without the data
+    uses_batch: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -138,6 +138,7 @@ class Soteria(UpdateDefense[SoteriaConfig]):
         "Sun, Li, Wang, Yang, Li, Chen, Soteria: Provable Defense against Privacy Leakage in Federated "
         "Learning from Representation Perspective, CVPR 2021"
     )
+    uses_batch = True  # the representation's sensitivity is measured on the client's own inputs
 
     def apply(self, update: ModelUpdate, ctx: UpdateContext) -> tuple[ModelUpdate, dict[str, float]]:
         cfg = self.config
