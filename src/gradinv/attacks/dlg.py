@@ -45,7 +45,14 @@ from gradinv.attacks.base import (
     assume_basics,
     register_attack,
 )
-from gradinv.attacks.gradients import Batching, CandidateEvaluator, Objective, Probe
+from gradinv.attacks.gradients import (
+    Batching,
+    CandidateEvaluator,
+    ForwardAux,
+    LocalTraining,
+    Objective,
+    Probe,
+)
 from gradinv.attacks.objectives import DistanceName
 from gradinv.attacks.optim import BatchedLBFGS
 from gradinv.attacks.optimization import (
@@ -65,8 +72,10 @@ __all__ = [
     "DLG",
     "BasicsAssumingAttack",
     "DLGConfig",
+    "Float64Probe",
     "LBFGSConfig",
     "LBFGSSettings",
+    "float64_objective",
     "lbfgs_match",
     "lbfgs_optimiser",
 ]
@@ -121,6 +130,38 @@ class LBFGSSettings(Protocol):
     def batching(self) -> Batching: ...
 
 
+class Float64Probe:
+    """A :class:`~gradinv.attacks.gradients.Probe` whose parameter gradients come back in float64, so
+    that a gradient distance summed over them is a float64 value (:func:`lbfgs_match`). The
+    gradients themselves are computed as before (float32 model); only the distance's arithmetic,
+    and the backward through it, is float64."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.sim = probe.sim
+        self.functional = probe.functional
+
+    def __call__(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        return [g.to(torch.float64) for g in self.probe(x, y)]
+
+    def with_aux(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], ForwardAux]:
+        grads, aux = self.probe.with_aux(x, y)
+        return [g.to(torch.float64) for g in grads], aux
+
+    def local_update(self, x: Tensor, y: Tensor, plan: LocalTraining) -> list[Tensor]:
+        return [g.to(torch.float64) for g in self.probe.local_update(x, y, plan)]
+
+
+def float64_objective(objective: Objective) -> Objective:
+    """``objective`` evaluated on a :class:`Float64Probe`: its value is float64 (see
+    :func:`lbfgs_match`)."""
+
+    def wrapped(probe: Probe, *variables: Tensor) -> Tensor:
+        return objective(cast(Probe, Float64Probe(probe)), *variables)
+
+    return wrapped
+
+
 def lbfgs_match(
     setup: Setup,
     variables: list[Tensor],
@@ -135,7 +176,15 @@ def lbfgs_match(
     ``cfg`` provides ``iterations``, ``max_iter``, ``lr``, ``history_size`` and ``batching``.
     ``coupling`` (on the first variable; its iteration argument counts objective evaluations) adds
     a closed-form term, as in :func:`gradinv.attacks.optimization.first_order_match`. The outcome's
-    ``iterations`` counts objective evaluations."""
+    ``iterations`` counts objective evaluations.
+
+    The objective's value is computed in float64 (the gradient distance summed over float64 copies
+    of the candidate's parameter gradients, :class:`Float64Probe`). L-BFGS ends a step when the value
+    changes by less than ``tolerance_change`` = 1e-9 (absolute, ``torch.optim.LBFGS``'s default,
+    which DLG's code keeps); a float32 sum cannot show changes below ~6e-8 times its value, so with a
+    float32 objective far from a solution (value >> 1e-2) every iteration that improves it by less
+    than that spacing ended the step after one or two evaluations, and the attack used a fraction
+    of its evaluation budget while the gradient was far above ``tolerance_grad``."""
     k = variables[0].shape[0]
     shapes = [v.shape[1:] for v in variables]
     sizes = [math.prod(s) for s in shapes]
@@ -145,7 +194,7 @@ def lbfgs_match(
         return [p.reshape(k, *s) for p, s in zip(torch.split(flat, sizes, dim=1), shapes)]
 
     tracker = BestTracker.like(*variables)
-    evaluator = CandidateEvaluator(setup.sim, objective, batching=cfg.batching)
+    evaluator = CandidateEvaluator(setup.sim, float64_objective(objective), batching=cfg.batching)
 
     def closure(flat: Tensor) -> tuple[Tensor, Tensor]:
         parts = split(flat)

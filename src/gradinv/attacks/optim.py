@@ -6,6 +6,14 @@ shared curvature history and step size; :class:`BatchedLBFGS` keeps per-candidat
 step, history of curvature pairs, stopping conditions) and evaluates all candidates in one batched
 call. For each candidate it follows the update rules of ``torch.optim.LBFGS.step`` with
 ``line_search_fn=None``; the tests check it against ``torch.optim.LBFGS`` step for step.
+
+Objective values are kept in float64, as ``torch.optim.LBFGS`` keeps them (it compares Python floats):
+its stopping test on the change of the objective, ``|f_new - f_old| < tolerance_change`` (1e-9,
+absolute), only means "no progress" where the values resolve changes that small. A float32 value of
+f ~ 1 resolves 6e-8 and one of f ~ 600 resolves 6e-5, so with float32 values the test fires on
+every iteration whose decrease falls below the float32 spacing, and each step then ends after one or
+two evaluations. Callers should compute the value they return in float64
+(:func:`gradinv.attacks.dlg.lbfgs_match` does).
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ class BatchedLBFGS:
         self.count = torch.zeros(k, dtype=torch.long, device=z.device)
         self.h_diag = torch.ones(k, dtype=dt, device=dev)
         self.prev_grad = torch.zeros(k, d, dtype=dt, device=dev)
-        self.prev_loss = torch.zeros(k, dtype=dt, device=dev)
+        self.prev_loss = torch.zeros(k, dtype=torch.float64, device=dev)
         self.func_evals = 0
 
     # ------------------------------------------------------------------------------------------
@@ -102,7 +110,7 @@ class BatchedLBFGS:
         with torch.enable_grad():
             loss, grad = closure(self.z)
         self.func_evals += 1
-        return loss.detach(), grad.detach()
+        return loss.detach().to(torch.float64), grad.detach()
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
