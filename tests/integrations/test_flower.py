@@ -60,6 +60,11 @@ class MLP(nn.Module):
         return out
 
 
+def fedavg() -> FedAvg:
+    """Flower's FedAvg training every client each round, no federated evaluation."""
+    return FedAvg(fraction_evaluate=0.0, min_train_nodes=CLIENTS, min_available_nodes=CLIENTS)
+
+
 def mlp() -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -193,7 +198,7 @@ def test_audit_reconstructs_a_victim_and_defenses_cut_the_leak() -> None:
     client = ClientApp(mods=[partition_id_mod, _per_client_mod(defended)])
     client.train()(train_handler(mlp, lambda ctx: batches[int(ctx.node_config["partition-id"])]))
     audit = AuditStrategy(
-        FedAvg(fraction_evaluate=0.0, min_train_nodes=CLIENTS, min_available_nodes=CLIENTS),
+        fedavg(),
         model=mlp(),
         attack="fc-bias",
         threat="B",
@@ -225,7 +230,7 @@ def test_audit_under_declared_secure_aggregation_sees_only_the_aggregate() -> No
     client = ClientApp(mods=[partition_id_mod])
     client.train()(train_handler(mlp, lambda ctx: batches[int(ctx.node_config["partition-id"])]))
     audit = AuditStrategy(
-        FedAvg(fraction_evaluate=0.0, min_train_nodes=CLIENTS, min_available_nodes=CLIENTS),
+        fedavg(),
         model=mlp(),
         attack="fc-bias",
         threat="B",
@@ -255,7 +260,7 @@ def test_malicious_server_robbing_the_fed_then_vetting_clients_refuse() -> None:
 
     def strategy() -> MaliciousStrategy:
         return MaliciousStrategy(
-            FedAvg(fraction_evaluate=0.0, min_train_nodes=CLIENTS, min_available_nodes=CLIENTS),
+            fedavg(),
             model=mlp(),
             attack="robbing-the-fed",
             # cut-offs near the digits' brightness; a small gain keeps the imprint exact in float32 replies
@@ -295,7 +300,7 @@ def test_vetting_clients_accept_an_honest_run() -> None:
         train_handler(mlp, data, training=TrainingConfig("fedavg", lr=0.1, epochs=1, batch_size=8))
     )
     audit = AuditStrategy(
-        FedAvg(fraction_evaluate=0.0, min_train_nodes=CLIENTS, min_available_nodes=CLIENTS),
+        fedavg(),
         model=mlp(),
         attack="fc-bias",
         threat="B",

@@ -23,7 +23,7 @@ from gradinv.fl.client import local_update
 from gradinv.fl.hooks import ClientDefense, DefenseChain
 from gradinv.fl.rounds import apply_update
 from gradinv.integrations.flower.convert import training_from_config
-from gradinv.integrations.flower.mods import array_record, client_id
+from gradinv.integrations.flower.mods import array_record, build_model, client_id
 from gradinv.types import Batch, TrainingConfig
 
 __all__ = ["TrainHandler", "train_handler"]
@@ -65,11 +65,7 @@ def train_handler(
 
     def handle(msg: Message, context: Context) -> Message:
         record = array_record(msg, arrayrecord_key)
-        model = model_fn()
-        if not isinstance(model, nn.Module):
-            raise ConfigError(
-                f"Expected `model_fn` to return an nn.Module, but it returned {type(model).__name__}."
-            )
+        model = build_model(model_fn)
         model.load_state_dict(record.to_torch_state_dict(), strict=True)
         config = msg.content.config_records.get(configrecord_key)
         told = training_from_config(dict(config) if config is not None else {}, base)

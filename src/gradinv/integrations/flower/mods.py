@@ -27,7 +27,7 @@ from torch import nn
 
 from gradinv.errors import ConfigError, UpdateError
 from gradinv.fl.client import UpdateContext
-from gradinv.fl.hooks import DefenseChain
+from gradinv.fl.hooks import ClientDefense, DefenseChain
 from gradinv.fl.rounds import apply_update
 from gradinv.integrations.flower.convert import training_from_config, update_from_states
 from gradinv.types import Batch, Normalization, TrainingConfig, UpdateKind
@@ -97,7 +97,8 @@ def partition_id_mod(msg: Message, context: Context, call_next: ClientAppCallabl
     return reply
 
 
-def _model(model_fn: ModelFn) -> nn.Module:
+def build_model(model_fn: ModelFn) -> nn.Module:
+    """``model_fn()``, checked to be an ``nn.Module``."""
     model = model_fn()
     if not isinstance(model, nn.Module):
         raise ConfigError(
@@ -139,7 +140,7 @@ class DefenseMod:
     def __init__(
         self,
         model_fn: ModelFn,
-        defenses: Sequence[object],
+        defenses: Sequence[ClientDefense],
         *,
         training: TrainingConfig | None = None,
         data_fn: DataFn | None = None,
@@ -152,16 +153,15 @@ class DefenseMod:
         if not defenses:
             raise ConfigError("Expected at least one defense for DefenseMod, but got none.")
         for d in defenses:
-            stage = getattr(d, "stage", None)
-            if stage != "update":
+            if d.stage != "update":
                 raise ConfigError(
-                    f"Expected update-stage defenses in a Flower mod, but {getattr(d, 'name', d)} acts at "
-                    f"the {stage!r} stage (inside training). Train with gradinv's client instead: "
+                    f"Expected update-stage defenses in a Flower mod, but {d.name} acts at "
+                    f"the {d.stage!r} stage (inside training). Train with gradinv's client instead: "
                     "ClientApp().train()(train_handler(model_fn, data_fn, defenses=[...]))."
                 )
             if getattr(d, "uses_batch", False) and data_fn is None:
                 raise ConfigError(
-                    f"Expected `data_fn` for defense {d.name}, which reads the client's batch, but got none. "  # type: ignore[attr-defined]
+                    f"Expected `data_fn` for defense {d.name}, which reads the client's batch, but got none. "
                     "Pass data_fn=lambda context: <the Batch the ClientApp trains on>."
                 )
         self.model_fn = model_fn
@@ -174,7 +174,7 @@ class DefenseMod:
         self.configrecord_key = configrecord_key
 
     def __repr__(self) -> str:
-        return f"DefenseMod({', '.join(d.name for d in self.defenses)})"  # type: ignore[attr-defined]
+        return f"DefenseMod({', '.join(d.name for d in self.defenses)})"
 
     def __call__(self, msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         if msg.metadata.message_type != MessageType.TRAIN:
@@ -195,7 +195,7 @@ class DefenseMod:
         received = array_record(reply, self.arrayrecord_key).to_torch_state_dict()
         config = msg.content.config_records.get(self.configrecord_key)
         training = training_from_config(dict(config) if config is not None else {}, self.training)
-        model = _model(self.model_fn)
+        model = build_model(self.model_fn)
         model.load_state_dict(sent, strict=True)
         update = update_from_states(model, sent, received, training)
         train = (
@@ -210,7 +210,7 @@ class DefenseMod:
         )
         steps = train.local_steps(batch.size) if batch.size else 1
         ctx = UpdateContext(model, batch, train, cid, steps, gen)
-        chain = DefenseChain.of(self.defenses)  # type: ignore[arg-type]
+        chain = DefenseChain.of(self.defenses)
         chain.start(ctx)
         defended = chain.on_update(update, ctx)
         lr = train.lr if defended.kind is UpdateKind.GRADIENT else 1.0
@@ -260,7 +260,7 @@ class VettingMod:
 
     def vet(self, received: dict[str, torch.Tensor], context: Context) -> VetReport:
         """The vetting report of the ``received`` state dict for this client."""
-        reference = _model(self.model_fn)
+        reference = build_model(self.model_fn)
         previous = None
         if self.compare_previous and VET_PREVIOUS_KEY in context.state.array_records:
             previous = context.state.array_records[VET_PREVIOUS_KEY].to_torch_state_dict()
@@ -268,7 +268,7 @@ class VettingMod:
         try:
             reference.load_state_dict(received, strict=True)
         except RuntimeError:  # another architecture: vet the arrays against the client's own
-            return vet(received, architecture=_model(self.model_fn), previous=previous)
+            return vet(received, architecture=build_model(self.model_fn), previous=previous)
         return vet(reference, previous=previous, data=data)
 
     def __call__(self, msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
