@@ -33,6 +33,7 @@ from gradinv.models.base import ModelShape
 from gradinv.models.checkpoint import load_checkpoint
 from gradinv.models.init import INIT_SCHEMES, check_scheme, initialize
 from gradinv.models.seeding import seeded
+from gradinv.models.user import is_import_path, load_factory
 from gradinv.registry import Registry
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "default_normalization",
     "image_too_small",
     "register_model",
+    "user_model_spec",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,8 @@ class ModelSpec:
     pretrained: str = ""
     min_image_size: int = 1
     min_image_reason: str = ""
+    #: a model named by an import path (:mod:`gradinv.models.user`), not a registered one
+    user: bool = False
     options: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,7 +92,36 @@ def _options_of(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
     return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in fixed)
 
 
-MODELS: Registry[ModelSpec] = Registry("model")
+class ModelRegistry(Registry[ModelSpec]):
+    """The model registry; :meth:`get` also resolves an import path (``module:factory`` or
+    ``path/to/file.py:factory``, :mod:`gradinv.models.user`) to a spec of the user's model, which is
+    not registered (``gradinv list`` shows registered models only)."""
+
+    def get(self, name: str) -> ModelSpec:
+        if name not in self and is_import_path(name):
+            return user_model_spec(name)
+        try:
+            return super().get(name)
+        except ConfigError as err:
+            raise ConfigError(
+                f"{err} A model of your own works too: name it by its import path, 'package.module:factory' "
+                "or 'path/to/file.py:factory'."
+            ) from None
+
+
+def user_model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of the user's model at import path ``name`` (:mod:`gradinv.models.user`)."""
+    factory = load_factory(name)
+    return ModelSpec(
+        name,
+        factory.builder(),
+        factory.description,
+        paper=f"user model ({factory.where})",
+        user=True,
+    )
+
+
+MODELS: Registry[ModelSpec] = ModelRegistry("model")
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
@@ -159,8 +192,18 @@ def _check_fits(
         model.eval()
         with torch.no_grad():
             out = model(x)
-    except (RuntimeError, ValueError) as err:  # convolutions raise RuntimeError, BatchNorm ValueError
+    except Exception as err:  # convolutions raise RuntimeError, BatchNorm ValueError; a user's model anything
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if spec.user:
+            raise ModelError(
+                f"Expected model {spec.name!r} to accept the data's images of shape {tuple(x.shape[1:])} "
+                f"(C, H, W), but a forward pass of zeros {tuple(x.shape)} failed: {type(err).__name__}: "
+                f"{reason}. Give data of the shape the model was written for (set [data] image_size and "
+                "channels, e.g. --set data.image_size=32 --set data.channels=3), or build the model for this "
+                "shape (the factory gets in_channels and image_size when its signature names them)."
+            ) from err
+        if not isinstance(err, (RuntimeError, ValueError)):
+            raise
         raise image_too_small(
             spec.name,
             size,
@@ -169,6 +212,15 @@ def _check_fits(
         ) from err
     finally:
         model.train(was_training)
+    if spec.user and (not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes)):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise ModelError(
+            f"Expected model {spec.name!r} to output logits of shape (2, {classes}) for input "
+            f"{tuple(x.shape)}, but got {got}. Make its forward return one tensor of "
+            f"num_classes = {classes} logits per image "
+            "(the factory gets num_classes when its signature names it; set [model] num_classes if the "
+            "data's class count is not the model's)."
+        )
     if tuple(out.shape) != (2, classes):
         raise ModelError(
             f"Expected model {spec.name!r} to output logits of shape (2, {classes}) for input "
@@ -208,7 +260,8 @@ def build_model(
         check_int("seed", seed, minimum=0, fix="Use a non-negative int, or None for the global random state.")
     with seeded(seed):  # layer constructors draw from the global RNG and take no generator
         model = spec.builder(ModelShape(num_classes, in_channels, size), **options)
-        initialize(model, scheme)
+        if not (spec.user and init is None):  # a user's model keeps its factory's initialisation
+            initialize(model, scheme)
     _check_fits(model, spec, in_channels, size, num_classes)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, strict=True)
