@@ -6,6 +6,9 @@ strategies, ``flwr.simulation.run_simulation``; https://flower.ai/docs/framework
 * :class:`AuditStrategy` — a strategy wrapper (like Flower's DP wrappers) that rebuilds the
   attacker's view of each client's reply under a threat model A–H, runs a gradinv attack through
   :func:`gradinv.pipeline.attack_and_score` and records the leakage per round and client;
+* :class:`LegacyAuditStrategy` — the same audit for Flower's legacy strategies, the API its secure
+  aggregation (``SecAggPlusWorkflow``) drives: under SecAgg+ it records that only the aggregate is
+  seen and attacks that; :func:`numpy_client_fn` is gradinv's client for such apps;
 * :class:`MaliciousStrategy` — a malicious server: sends models crafted by a gradinv active attack
   (Robbing the Fed, trap weights, fishing...) and attacks the replies;
 * :func:`train_handler` — gradinv's client training (every defense stage) as a ClientApp's
@@ -36,12 +39,13 @@ from gradinv.integrations.flower.audit import (  # noqa: E402
     Observation,
     round_truth,
 )
-from gradinv.integrations.flower.client import train_handler  # noqa: E402
+from gradinv.integrations.flower.client import numpy_client_fn, train_handler  # noqa: E402
 from gradinv.integrations.flower.convert import (  # noqa: E402
     CONFIG_KEYS,
     training_from_config,
     update_from_states,
 )
+from gradinv.integrations.flower.legacy import LegacyAuditStrategy  # noqa: E402
 from gradinv.integrations.flower.malicious import MaliciousStrategy  # noqa: E402
 from gradinv.integrations.flower.mods import (  # noqa: E402
     PARTITION_KEY,
@@ -60,9 +64,11 @@ __all__ = [
     "ClientReply",
     "DefenseMod",
     "LeakageRecord",
+    "LegacyAuditStrategy",
     "MaliciousStrategy",
     "Observation",
     "VettingMod",
+    "numpy_client_fn",
     "partition_id_mod",
     "require_flwr",
     "round_truth",

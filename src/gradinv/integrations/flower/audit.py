@@ -23,11 +23,13 @@ grants (basic knowledge: N, the image shape, the normalisation; client data dist
 label histogram and BatchNorm statistics) — as everywhere in gradinv (``gradinv.threat``).
 
 Secure aggregation: with ``observation = "aggregate"`` the auditor declares that the server sees
-only the aggregate (as under Flower's SecAgg+): no individual update reaches a view, the attack
-runs once per round on the sample-weighted mean and is scored against every client's samples.
-Flower 1.42's SecAgg+ is a workflow of the legacy strategy API (``flwr.server.workflow.
-SecAggPlusWorkflow``), not of the Message-API strategies wrapped here, so the wrapper cannot detect
-it; it must be declared (see ``docs/flower.md``).
+only the aggregate: no individual update reaches a view, the attack runs once per round on the
+sample-weighted mean and is scored against every client's samples. A round in which every reply
+carries the same model (secure aggregation hands the strategy the aggregate in place of each reply)
+is audited that way too, with the note :data:`SECURE_AGGREGATION_SEEN`. Flower 1.42's SecAgg+ is a
+workflow of the legacy strategy API (``flwr.server.workflow.SecAggPlusWorkflow``), not of the
+Message-API strategies wrapped here: wrap the legacy strategy with
+:class:`~gradinv.integrations.flower.legacy.LegacyAuditStrategy` (see ``docs/flower.md``).
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -56,12 +58,21 @@ from gradinv.pipeline import ScoredAttack, attack_and_score
 from gradinv.threat import Knowledge, ThreatModel, get_threat_model, read_model
 from gradinv.types import Batch, ClientUpdate, GroundTruth, RoundResult, TrainingConfig
 
-__all__ = ["AuditStrategy", "ClientFailure", "ClientReply", "LeakageRecord", "Observation", "round_truth"]
+__all__ = [
+    "SECURE_AGGREGATION_SEEN",
+    "AuditStrategy",
+    "ClientFailure",
+    "ClientReply",
+    "LeakageRecord",
+    "Observation",
+    "round_truth",
+]
 
 logger = logging.getLogger(__name__)
 
 Observation = Literal["individual", "aggregate"]
 ClientData = Mapping[int, Batch] | Callable[[int], Batch | None]
+S = TypeVar("S")
 
 #: placeholder training for a ground truth whose protocol the server does not know; never shown to
 #: an attacker (a threat model granting training details is refused instead)
@@ -215,41 +226,39 @@ def _scalar(metrics: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
-class AuditStrategy(Strategy):
-    """Wraps a Flower strategy and audits the leakage of the clients' training replies.
+#: the note of a round in which every reply carried the same model: the server saw only the aggregate
+SECURE_AGGREGATION_SEEN = (
+    "secure aggregation: every training reply carries the same model, the aggregate (as under "
+    "Flower's SecAgg+ workflow), so the server sees only the aggregate; the attack ran on it and is "
+    "scored against every client's samples"
+)
 
-    Args:
-        strategy: any Flower Message-API strategy (``flwr.serverapp.strategy.FedAvg``, a DP wrapper,
-            ...); every call is delegated to it.
-        model: the app's model architecture (an ``nn.Module``); the weights are loaded from the
-            arrays the strategy sends, so any weights will do.
-        attack: a gradinv attack, or a registered name (``"fc-bias"``, ``"idlg"``, ...) built with
-            ``attack_params``.
-        threat: the threat model A–H (or ``"B+labels"`` ...) under which the attacker's view is built.
-        training: what the server knows of the clients' training; ``None`` reads it from the train
-            config the strategy sends (:data:`~gradinv.integrations.flower.convert.CONFIG_KEYS`).
-            Without either the protocol is unknown and replies are read as FedAvg deltas.
-        client_data: each client's true training batch, *for scoring only*, keyed by client id (a
-            mapping or a function returning ``None`` for an unknown client).
-        rounds / clients: which server rounds (from 1) and client ids to audit (``None``: all).
-        observation: ``"individual"`` (plain aggregation: the server reads each reply) or
-            ``"aggregate"`` (secure aggregation declared: only the weighted mean is observed).
-        client_key: the reply-metric key holding the client id (set by
-            :func:`~gradinv.integrations.flower.mods.partition_id_mod`); removed before the wrapped
-            strategy sees the reply. Without it the client id is the Flower node id.
-        metrics: which metrics to compute (:class:`~gradinv.metrics.MetricsConfig`).
-        num_classes: the label space (default: read off the model's classifier).
-        arrayrecord_key / weighted_by_key: the keys of the model and the sample count in messages
-            (Flower's defaults ``"arrays"`` and ``"num-examples"``).
-        device: where the attack runs.
-        keep_results: keep each :class:`~gradinv.pipeline.ScoredAttack` (images) in the records.
 
-    The results are :attr:`records` (one :class:`LeakageRecord` per audited update).
-    """
+def _same_state(replies: Sequence[ClientReply]) -> bool:
+    """Whether two or more replies all carry the same state (secure aggregation hands the strategy
+    the aggregate in place of every client's reply)."""
+    if len(replies) < 2:
+        return False
+    first = replies[0].received
+    return all(
+        r.received.keys() == first.keys() and all(torch.equal(r.received[k], first[k]) for k in first)
+        for r in replies[1:]
+    )
+
+
+class _Auditing(Generic[S]):
+    """The audit itself, shared by the strategy wrappers of both Flower APIs (:class:`AuditStrategy`
+    for Message-API strategies, :class:`~gradinv.integrations.flower.legacy.LegacyAuditStrategy` for
+    the legacy strategies that Flower's SecAgg+ workflow drives): the settings, the models sent per
+    round and node, reading a reply, and auditing a round through the one stage
+    (:func:`gradinv.pipeline.attack_and_score`). The arguments are :class:`AuditStrategy`'s."""
+
+    #: the observations a wrapper accepts (the legacy one also detects secure aggregation: "auto")
+    _OBSERVATIONS: tuple[str, ...] = ("individual", "aggregate")
 
     def __init__(
         self,
-        strategy: Strategy,
+        strategy: S,
         *,
         model: nn.Module,
         attack: Attack | str,
@@ -258,7 +267,7 @@ class AuditStrategy(Strategy):
         client_data: ClientData | None = None,
         rounds: Collection[int] | None = None,
         clients: Collection[int] | None = None,
-        observation: Observation = "individual",
+        observation: Observation | Literal["auto"] = "individual",
         client_key: str = "partition-id",
         metrics: MetricsConfig | None = None,
         num_classes: int | None = None,
@@ -269,10 +278,9 @@ class AuditStrategy(Strategy):
         attack_params: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if observation not in ("individual", "aggregate"):
-            raise GradinvError(
-                f"Expected `observation` to be 'individual' or 'aggregate', but got {observation!r}."
-            )
+        if observation not in self._OBSERVATIONS:
+            valid = " or ".join(repr(o) for o in self._OBSERVATIONS)
+            raise GradinvError(f"Expected `observation` to be {valid}, but got {observation!r}.")
         if not isinstance(model, nn.Module):
             raise GradinvError(f"Expected `model` to be an nn.Module, but got {type(model).__name__}.")
         self.strategy = strategy
@@ -285,7 +293,7 @@ class AuditStrategy(Strategy):
         self.client_data = client_data
         self.rounds = None if rounds is None else frozenset(rounds)
         self.clients = None if clients is None else frozenset(clients)
-        self.observation: Observation = observation
+        self.observation = observation
         self.client_key = client_key
         self.metrics = metrics
         if num_classes is None:
@@ -303,7 +311,203 @@ class AuditStrategy(Strategy):
         self._training: dict[int, TrainingConfig | None] = {}
 
     def __repr__(self) -> str:
-        return f"AuditStrategy({self.strategy!r}, attack={self.attack.name!r}, threat={self.threat.id!r})"
+        name = type(self).__name__
+        return f"{name}({self.strategy!r}, attack={self.attack.name!r}, threat={self.threat.id!r})"
+
+    # ------------------------------------------------------------------ the audit
+
+    def _audits_round(self, server_round: int) -> bool:
+        return self.rounds is None or server_round in self.rounds
+
+    def _reply(
+        self,
+        server_round: int,
+        node: int,
+        metrics: Iterable[MutableMapping[str, Any]],
+        received: Mapping[str, Tensor] | None,
+        num_examples: int | None = None,
+    ) -> ClientReply | None:
+        """A reply as the server reads it: the state sent to ``node`` this round, the ``received``
+        one, and from the reply's ``metrics`` the client id (the tag removed before the wrapped
+        strategy sees it), the sample count (unless given) and the train loss. ``None`` when the
+        round's sent state or the reply's arrays are unknown."""
+        client: int | None = None
+        loss = math.nan
+        for record in metrics:
+            if self.client_key in record:
+                value = _scalar(record, self.client_key)
+                del record[self.client_key]
+                client = int(value) if value is not None else None
+            n = _scalar(record, self.weighted_by_key)
+            num_examples = int(n) if n is not None else num_examples
+            loss_v = _scalar(record, "train_loss")
+            loss = loss_v if loss_v is not None else loss
+        sent = self._sent.get(server_round, {}).get(node)
+        if sent is None or received is None:
+            return None
+        return ClientReply(
+            node_id=node,
+            client=client if client is not None else node,
+            sent=sent,
+            received=received,
+            num_examples=num_examples,
+            train_loss=loss,
+            model=self._crafted_model(server_round, node),
+        )
+
+    def _crafted_model(self, server_round: int, node: int) -> nn.Module | None:
+        """The module the server crafted for ``node`` in ``server_round`` (an honest server: none)."""
+        return None
+
+    def _batch(self, client: int) -> Batch | None:
+        if self.client_data is None:
+            return None
+        if callable(self.client_data):
+            return self.client_data(client)
+        return self.client_data.get(client)
+
+    def _record(self, server_round: int, reply: ClientReply | None, n_clients: int, **kw: Any) -> None:
+        """One :class:`LeakageRecord`: of ``reply`` (an individual update) or, ``reply = None``, of
+        the aggregate of ``n_clients`` replies."""
+        rec = LeakageRecord(
+            round=server_round,
+            client=reply.client if reply is not None else None,
+            node_id=reply.node_id if reply is not None else None,
+            attack=self.attack.name,
+            threat=self.threat.id,
+            observation="individual" if reply is not None else "aggregate",
+            aggregated_over=1 if reply is not None else n_clients,
+            **kw,
+        )
+        if rec.skipped:
+            logger.warning(
+                "gradinv audit, round %d, client %s: not audited: %s", server_round, rec.client, rec.skipped
+            )
+        else:
+            logger.info(
+                "gradinv audit, round %d, client %s (%s): %s",
+                server_round,
+                rec.client,
+                rec.observation,
+                ", ".join(f"{k} {v:.4g}" for k, v in rec.metrics.items()),
+            )
+        self.records.append(rec)
+
+    def _audit_round(self, server_round: int, replies: list[ClientReply]) -> None:
+        if not replies:
+            logger.warning("gradinv audit, round %d: no usable training replies", server_round)
+            return
+        training = self._training.get(server_round)
+        if training is None and self.threat.allows(Knowledge.TRAINING_DETAILS):
+            why = (
+                f"threat model {self.threat.id} grants training details, but the server's train config "
+                "states none (send 'protocol', 'lr', 'local-epochs', 'batch-size' or pass `training=`)"
+            )
+            self._record(server_round, None, len(replies), skipped=why)
+            return
+        aggregate_only = self.observation == "aggregate" or _same_state(replies)
+        if aggregate_only:
+            notes = () if self.observation == "aggregate" else (SECURE_AGGREGATION_SEEN,)
+            if notes:
+                logger.info("gradinv audit, round %d: %s", server_round, SECURE_AGGREGATION_SEEN)
+            batches = [self._batch(r.client) for r in replies]
+            missing = [r.client for r, b in zip(replies, batches) if b is None]
+            if missing:
+                why = f"no true data of clients {missing} to score the aggregate against"
+                self._record(server_round, None, len(replies), skipped=why, notes=notes)
+                return
+            truth = round_truth(
+                self.model,
+                replies,
+                [b for b in batches if b is not None],
+                training=training,
+                num_classes=self.num_classes,
+                victim=None,
+            )
+            self._score(server_round, None, truth, len(replies), notes=notes)
+            return
+        for k, reply in enumerate(replies):
+            if self.clients is not None and reply.client not in self.clients:
+                continue
+            batch = self._batch(reply.client)
+            if batch is None:
+                why = f"no true data of client {reply.client} to score"
+                self._record(server_round, reply, 1, skipped=why)
+                continue
+            if reply.num_examples is not None and reply.num_examples != batch.size:
+                logger.warning(
+                    "gradinv audit: client %d reports %d examples, but its scoring batch has %d",
+                    reply.client,
+                    reply.num_examples,
+                    batch.size,
+                )
+            # only the victim's batch goes in: the others' samples are not needed to score it
+            order = [reply, *(r for i, r in enumerate(replies) if i != k)]
+            truth = round_truth(
+                self.model, order, [batch], training=training, num_classes=self.num_classes, victim=0
+            )
+            self._score(server_round, reply, truth, 1)
+
+    def _score(
+        self,
+        server_round: int,
+        reply: ClientReply | None,
+        truth: GroundTruth,
+        n: int,
+        *,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        start = time.perf_counter()
+        try:
+            scored = attack_and_score(truth, self.attack, self.threat, self.metrics, device=self.device)
+        except GradinvError as exc:  # refused (with every reason) or bad input
+            seconds = time.perf_counter() - start
+            self._record(server_round, reply, n, skipped=str(exc), seconds=seconds, notes=notes)
+            return
+        means = {name: float(m.mean) for name, m in scored.evaluation.metrics.items()}
+        self._record(
+            server_round,
+            reply,
+            n,
+            metrics=means,
+            seconds=time.perf_counter() - start,
+            notes=(*notes, *scored.result.notes),
+            scored=scored if self.keep_results else None,
+        )
+
+
+class AuditStrategy(_Auditing[Strategy], Strategy):
+    """Wraps a Flower strategy and audits the leakage of the clients' training replies.
+
+    Args:
+        strategy: any Flower Message-API strategy (``flwr.serverapp.strategy.FedAvg``, a DP wrapper,
+            ...); every call is delegated to it.
+        model: the app's model architecture (an ``nn.Module``); the weights are loaded from the
+            arrays the strategy sends, so any weights will do.
+        attack: a gradinv attack, or a registered name (``"fc-bias"``, ``"idlg"``, ...) built with
+            ``attack_params``.
+        threat: the threat model A–H (or ``"B+labels"`` ...) under which the attacker's view is built.
+        training: what the server knows of the clients' training; ``None`` reads it from the train
+            config the strategy sends (:data:`~gradinv.integrations.flower.convert.CONFIG_KEYS`).
+            Without either the protocol is unknown and replies are read as FedAvg deltas.
+        client_data: each client's true training batch, *for scoring only*, keyed by client id (a
+            mapping or a function returning ``None`` for an unknown client).
+        rounds / clients: which server rounds (from 1) and client ids to audit (``None``: all).
+        observation: ``"individual"`` (plain aggregation: the server reads each reply) or
+            ``"aggregate"`` (secure aggregation declared: only the weighted mean is observed). A
+            round whose replies all carry the same model is audited as ``"aggregate"`` either way.
+        client_key: the reply-metric key holding the client id (set by
+            :func:`~gradinv.integrations.flower.mods.partition_id_mod`); removed before the wrapped
+            strategy sees the reply. Without it the client id is the Flower node id.
+        metrics: which metrics to compute (:class:`~gradinv.metrics.MetricsConfig`).
+        num_classes: the label space (default: read off the model's classifier).
+        arrayrecord_key / weighted_by_key: the keys of the model and the sample count in messages
+            (Flower's defaults ``"arrays"`` and ``"num-examples"``).
+        device: where the attack runs.
+        keep_results: keep each :class:`~gradinv.pipeline.ScoredAttack` (images) in the records.
+
+    The results are :attr:`records` (one :class:`LeakageRecord` per audited update).
+    """
 
     # ------------------------------------------------------------------ Flower Strategy interface
 
@@ -365,11 +569,6 @@ class AuditStrategy(Strategy):
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         return self.strategy.aggregate_evaluate(server_round, replies)
 
-    # ------------------------------------------------------------------ the audit
-
-    def _audits_round(self, server_round: int) -> bool:
-        return self.rounds is None or server_round in self.rounds
-
     def _array_record(self, msg: Message) -> ArrayRecord | None:
         records = msg.content.array_records
         if self.arrayrecord_key in records:
@@ -386,133 +585,6 @@ class AuditStrategy(Strategy):
                 ClientFailure(server_round, node, int(msg.error.code), msg.error.reason or "")
             )
             return None
-        client: int | None = None
-        num_examples: int | None = None
-        loss = math.nan
-        for record in msg.content.metric_records.values():
-            if self.client_key in record:
-                value = _scalar(record, self.client_key)
-                del record[self.client_key]
-                client = int(value) if value is not None else None
-            n = _scalar(record, self.weighted_by_key)
-            num_examples = int(n) if n is not None else num_examples
-            loss_v = _scalar(record, "train_loss")
-            loss = loss_v if loss_v is not None else loss
-        sent = self._sent.get(server_round, {}).get(node)
         arrays = self._array_record(msg)
-        if sent is None or arrays is None:
-            return None
-        return ClientReply(
-            node_id=node,
-            client=client if client is not None else node,
-            sent=sent,
-            received=_as_state(arrays),
-            num_examples=num_examples,
-            train_loss=loss,
-            model=self._crafted_model(server_round, node),
-        )
-
-    def _crafted_model(self, server_round: int, node: int) -> nn.Module | None:
-        """The module the server crafted for ``node`` in ``server_round`` (an honest server: none)."""
-        return None
-
-    def _batch(self, client: int) -> Batch | None:
-        if self.client_data is None:
-            return None
-        if callable(self.client_data):
-            return self.client_data(client)
-        return self.client_data.get(client)
-
-    def _record(self, server_round: int, reply: ClientReply | None, n_clients: int, **kw: Any) -> None:
-        rec = LeakageRecord(
-            round=server_round,
-            client=reply.client if reply is not None else None,
-            node_id=reply.node_id if reply is not None else None,
-            attack=self.attack.name,
-            threat=self.threat.id,
-            observation=self.observation,
-            aggregated_over=1 if reply is not None else n_clients,
-            **kw,
-        )
-        if rec.skipped:
-            logger.warning(
-                "gradinv audit, round %d, client %s: not audited: %s", server_round, rec.client, rec.skipped
-            )
-        else:
-            logger.info(
-                "gradinv audit, round %d, client %s (%s): %s",
-                server_round,
-                rec.client,
-                rec.observation,
-                ", ".join(f"{k} {v:.4g}" for k, v in rec.metrics.items()),
-            )
-        self.records.append(rec)
-
-    def _audit_round(self, server_round: int, replies: list[ClientReply]) -> None:
-        if not replies:
-            logger.warning("gradinv audit, round %d: no usable training replies", server_round)
-            return
-        training = self._training.get(server_round)
-        if training is None and self.threat.allows(Knowledge.TRAINING_DETAILS):
-            why = (
-                f"threat model {self.threat.id} grants training details, but the server's train config "
-                "states none (send 'protocol', 'lr', 'local-epochs', 'batch-size' or pass `training=`)"
-            )
-            self._record(server_round, None, len(replies), skipped=why)
-            return
-        if self.observation == "aggregate":
-            batches = [self._batch(r.client) for r in replies]
-            missing = [r.client for r, b in zip(replies, batches) if b is None]
-            if missing:
-                why = f"no true data of clients {missing} to score the aggregate against"
-                self._record(server_round, None, len(replies), skipped=why)
-                return
-            truth = round_truth(
-                self.model,
-                replies,
-                [b for b in batches if b is not None],
-                training=training,
-                num_classes=self.num_classes,
-                victim=None,
-            )
-            self._score(server_round, None, truth, len(replies))
-            return
-        for k, reply in enumerate(replies):
-            if self.clients is not None and reply.client not in self.clients:
-                continue
-            batch = self._batch(reply.client)
-            if batch is None:
-                why = f"no true data of client {reply.client} to score"
-                self._record(server_round, reply, 1, skipped=why)
-                continue
-            if reply.num_examples is not None and reply.num_examples != batch.size:
-                logger.warning(
-                    "gradinv audit: client %d reports %d examples, but its scoring batch has %d",
-                    reply.client,
-                    reply.num_examples,
-                    batch.size,
-                )
-            # only the victim's batch goes in: the others' samples are not needed to score it
-            order = [reply, *(r for i, r in enumerate(replies) if i != k)]
-            truth = round_truth(
-                self.model, order, [batch], training=training, num_classes=self.num_classes, victim=0
-            )
-            self._score(server_round, reply, truth, 1)
-
-    def _score(self, server_round: int, reply: ClientReply | None, truth: GroundTruth, n: int) -> None:
-        start = time.perf_counter()
-        try:
-            scored = attack_and_score(truth, self.attack, self.threat, self.metrics, device=self.device)
-        except GradinvError as exc:  # refused (with every reason) or bad input
-            self._record(server_round, reply, n, skipped=str(exc), seconds=time.perf_counter() - start)
-            return
-        means = {name: float(m.mean) for name, m in scored.evaluation.metrics.items()}
-        self._record(
-            server_round,
-            reply,
-            n,
-            metrics=means,
-            seconds=time.perf_counter() - start,
-            notes=tuple(scored.result.notes),
-            scored=scored if self.keep_results else None,
-        )
+        received = _as_state(arrays) if arrays is not None else None
+        return self._reply(server_round, node, msg.content.metric_records.values(), received)

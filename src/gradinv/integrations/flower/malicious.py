@@ -93,9 +93,6 @@ class MaliciousStrategy(AuditStrategy):
         self.sample = sample if sample is not None else self._default_sample()
         self._crafted: dict[int, dict[int, nn.Module]] = {}
 
-    def __repr__(self) -> str:
-        return f"MaliciousStrategy({self.strategy!r}, attack={self.attack.name!r}, threat={self.threat.id!r})"
-
     def _default_sample(self) -> Batch:
         first: Batch | None = None
         if isinstance(self.client_data, Mapping) and self.client_data:
