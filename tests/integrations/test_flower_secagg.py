@@ -87,7 +87,8 @@ def test_under_secagg_plus_the_audit_reports_that_only_the_aggregate_is_seen() -
     # stochastic quantisation of the weighted states: one level, (2 * clipping range / levels) *
     # max weight / examples, divided by the FedSGD lr (Flower's defaults: 8, 2^22, 1000; 1 example)
     step = 2 * 8.0 / 2**22 * 1000 / 1 / FEDSGD["lr"]
-    updates = [local_update(mlp(), BATCHES[k], TrainingConfig("fedsgd", lr=0.1), client_id=k) for k in BATCHES]
+    fedsgd = TrainingConfig("fedsgd", lr=0.1)
+    updates = [local_update(mlp(), BATCHES[k], fedsgd, client_id=k) for k in BATCHES]
     for name, seen in rec.scored.view.update.params.items():
         mean = sum(u.update.params[name] for u in updates) / CLIENTS
         assert float((seen - mean).abs().max()) <= 1.01 * step, name

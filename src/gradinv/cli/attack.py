@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gradinv.cli.common import (
+    add_command,
     add_device_flag,
     add_run_flags,
     check_text_file,
@@ -54,13 +55,15 @@ FLAGS: dict[str, tuple[str, Kind, str]] = {
 }
 
 
+HELP = "run one attack experiment from a TOML config"
+DESCRIPTION = (
+    "Simulate a federated round, observe it under a threat model, attack, evaluate, and write report.json, "
+    "reconstruction.png and report.html."
+)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "attack",
-        help="run one attack experiment from a TOML config",
-        description="Simulate a federated round, observe it under a threat model, attack, evaluate, and "
-        "write report.json, reconstruction.png and report.html.",
-    )
+    p = add_command(sub, "attack", HELP, DESCRIPTION)
     p.add_argument("--config", "-c", type=Path, help="TOML experiment file (defaults apply without one)")
     p.add_argument("--out", "-o", type=Path, help="output directory (default: [run] out, gradinv-out)")
     add_device_flag(p, "device (default: [run] device, auto)")

@@ -19,9 +19,11 @@ from typing import Any, TextIO
 from gradinv.cli.attack import FLAGS, overrides_from_args
 from gradinv.cli.common import (
     ProgressLines,
+    add_command,
     add_device_flag,
     add_run_flags,
     check_text_file,
+    doc_examples,
     format_duration,
     parse_float,
     parse_int,
@@ -37,16 +39,16 @@ SETUP_FLAGS = tuple(
 )
 
 
+HELP = "worst-case leakage of your own model, training and defenses, per threat model A-H"
+DESCRIPTION = (
+    "For each threat model A-H, run the strongest applicable attacks on your model (a registered name or "
+    "an import path such as path/to/file.py:make_model), your local training, your defenses and a sample "
+    "of your data, within a time budget; write audit.html and audit.json."
+)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "audit",
-        help="worst-case leakage of your own model, training and defenses, per threat model A-H",
-        description="For each threat model A-H, run the strongest applicable attacks on your model (a "
-        "registered name or an import path such as path/to/file.py:make_model), your local training, your "
-        "defenses and a sample of your data, within a time budget; write audit.html and audit.json.",
-        epilog=__doc__.split("Examples::", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "audit", HELP, DESCRIPTION, doc_examples(__doc__))
     p.add_argument(
         "--config", "-c", type=Path, help="TOML experiment file of your setup ([threat]/[attack] ignored)"
     )

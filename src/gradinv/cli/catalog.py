@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gradinv.cli.common import choice_type, prepare_out_dir
+from gradinv.cli.common import add_command, choice_type, prepare_out_dir
 from gradinv.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,6 +24,12 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMATS = ("md", "html", "json")
 _SUFFIXES = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".json": "json"}
 
+HELP = "the living table of paper 004: every attack and defense, gradinv's threat model next to 004's"
+DESCRIPTION = (
+    "Every registered attack and defense with its family, paper, threat model per gradinv and per "
+    "Carletti et al. (SoK, USENIX Security 2025; paper 004) with the reason wherever they differ, learning "
+    "algorithm, label recovery, what gradinv implements and where it deviates."
+)
 EPILOG = """examples:
   gradinv catalog                          # Markdown on stdout
   gradinv catalog --format json
@@ -41,15 +47,7 @@ before a secondary one such as BRR).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "catalog",
-        help="the living table of paper 004: every attack and defense, gradinv's threat model next to 004's",
-        description="Every registered attack and defense with its family, paper, threat model per gradinv "
-        "and per Carletti et al. (SoK, USENIX Security 2025; paper 004) with the reason wherever they "
-        "differ, learning algorithm, label recovery, what gradinv implements and where it deviates.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "catalog", HELP, DESCRIPTION, EPILOG)
     p.add_argument(
         "--format",
         type=choice_type(FORMATS, flag="--format"),

@@ -506,6 +506,20 @@ def choice_type(choices: tuple[str, ...], *, flag: str) -> Callable[[str], str]:
     return parse
 
 
+def add_command(
+    sub: argparse._SubParsersAction, name: str, help_: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of ``gradinv NAME``: ``help_`` is its line in ``gradinv --help``, ``description`` heads
+    its own help, and ``epilog`` (examples) follows its flags as written, line breaks kept."""
+    formatter = argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter
+    return sub.add_parser(name, help=help_, description=description, epilog=epilog, formatter_class=formatter)
+
+
+def doc_examples(doc: str | None) -> str | None:
+    """What follows ``Examples::`` in a command module's docstring (the epilog of its help)."""
+    return doc.split("Examples::", 1)[1] if doc else None
+
+
 def add_device_flag(p: argparse.ArgumentParser, help_: str) -> None:
     """``--device {auto,cpu,cuda}`` with a clear message for other values."""
     p.add_argument(

@@ -12,12 +12,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gradinv.cli.common import check_text_file
+from gradinv.cli.common import add_command, check_text_file
 from gradinv.cli.study import add_study_run_flags, run_report, run_study_cmd
 from gradinv.errors import ConfigError
 
 #: the folder ``gradinv frontier`` writes to without --out
 DEFAULT_OUT = Path("gradinv-out/frontier")
+
+HELP = "privacy–utility frontier of defenses (= gradinv study run frontier)"
+DESCRIPTION = (
+    "Train with FedAvg under each defense setting (the final test accuracy is the utility), attack a "
+    "defended update of an early round (the leakage), and draw and rank the frontier. An alias of `gradinv "
+    "study run frontier` (or of a study FILE); every flag of `gradinv study run` applies."
+)
 
 #: tables only a config of the earlier frontier runner has
 _LEGACY_TABLES = ("fl", "victim", "attacks", "frontier", "run")
@@ -47,13 +54,7 @@ See docs/frontier.md and src/gradinv/studies/builtin/frontier.toml."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "frontier",
-        help="privacy–utility frontier of defenses (= gradinv study run frontier)",
-        description="Train with FedAvg under each defense setting (the final test accuracy is the utility), "
-        "attack a defended update of an early round (the leakage), and draw and rank the frontier. An alias "
-        "of `gradinv study run frontier` (or of a study FILE); every flag of `gradinv study run` applies.",
-    )
+    p = add_command(sub, "frontier", HELP, DESCRIPTION)
     p.add_argument(
         "study", nargs="?", metavar="NAME|FILE", help="a study name or file (default: the built-in frontier)"
     )

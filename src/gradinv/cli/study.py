@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from gradinv.cli.common import (
     ProgressLines,
+    add_command,
     add_device_flag,
     add_run_flags,
     check_text_file,
@@ -24,15 +25,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from gradinv.studies.engine import StudyEvent, StudyRun
 
 
+HELP = "reproduce a paper's finding: sweep a grid of experiments, store, tabulate (resumable)"
+DESCRIPTION = (
+    "Studies sweep an ordinary experiment over axes (batch size, local updates, defenses …) with repeats, "
+    "store every finished trial in OUT/study.sqlite at once, and write paper-style tables (CSV, Markdown, "
+    "LaTeX), plots and one HTML page. Rerunning the same command computes only the missing trials."
+)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "study",
-        help="reproduce a paper's finding: sweep a grid of experiments, store, tabulate (resumable)",
-        description="Studies sweep an ordinary experiment over axes (batch size, local updates, defenses …) "
-        "with repeats, store every finished trial in OUT/study.sqlite at once, and write paper-style tables "
-        "(CSV, Markdown, LaTeX), plots and one HTML page. Rerunning the same command computes only the "
-        "missing trials.",
-    )
+    p = add_command(sub, "study", HELP, DESCRIPTION)
     ssub = p.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
     ls = ssub.add_parser("list", help="the built-in studies and the paper claim each reproduces")
     ls.set_defaults(func=run_list)
@@ -52,7 +54,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rep = ssub.add_parser("report", help="rebuild a study's tables, plots and HTML from its folder")
     rep.add_argument("dir", type=Path, metavar="DIR", help="the --out folder of a study run")
     rep.set_defaults(func=run_report)
-    p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
+
+    def show_help(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 1
+
+    p.set_defaults(func=show_help)
 
 
 def add_study_run_flags(r: argparse.ArgumentParser) -> None:

@@ -12,9 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gradinv.cli.common import int_type, parse_toml_value
+from gradinv.cli.common import add_command, int_type, parse_toml_value
 from gradinv.errors import ConfigError, UpdateError
 
+HELP = "check a received model for signs of a malicious server (exit 0 clean, 1 findings)"
+DESCRIPTION = (
+    "Inspect the model a server sent (and optionally the previous global model, the models other clients "
+    "received, and your own update) for inserted layers, trap weights, fishing, inconsistent models and "
+    "isolating updates. Exit code 0: clean; 1: findings; 2: bad input."
+)
 EPILOG = """examples:
   gradinv vet --model resnet20 --checkpoint received.pt
   gradinv vet --model resnet20 --checkpoint received.pt --previous global_prev.pt --others c1.pt c2.pt
@@ -23,15 +29,7 @@ EPILOG = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "vet",
-        help="check a received model for signs of a malicious server (exit 0 clean, 1 findings)",
-        description="Inspect the model a server sent (and optionally the previous global model, the models "
-        "other clients received, and your own update) for inserted layers, trap weights, fishing, "
-        "inconsistent models and isolating updates. Exit code 0: clean; 1: findings; 2: bad input.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "vet", HELP, DESCRIPTION, EPILOG)
     p.add_argument(
         "--model", help="registered architecture the model should have (see `gradinv list models`)"
     )

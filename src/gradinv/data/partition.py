@@ -23,11 +23,10 @@ True
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -42,10 +41,8 @@ __all__ = [
     "sample_clients",
 ]
 
-logger = logging.getLogger(__name__)
-
 Split = Literal["iid", "dirichlet"]
-SPLITS: tuple[str, ...] = ("iid", "dirichlet")
+SPLITS: tuple[str, ...] = get_args(Split)
 
 
 @dataclass(frozen=True, eq=False)

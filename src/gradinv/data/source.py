@@ -18,7 +18,6 @@ literally named ``train`` or ``test`` must then be written ``./test``.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -30,8 +29,6 @@ from gradinv.data.samples import load_digits_dataset, load_samples
 from gradinv.errors import ConfigError, did_you_mean
 
 __all__ = ["SOURCE_FORMS", "load_source", "shared_data_dir"]
-
-logger = logging.getLogger(__name__)
 
 SOURCE_FORMS: tuple[tuple[str, str], ...] = (
     ("samples", "ten real photos bundled with scikit-image / scikit-learn, one class each (offline)"),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from gradinv.metrics import METRICS
@@ -132,14 +132,8 @@ class IterationCounts:
     text: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "steps": self.steps,
-            "steps_requested": self.steps_requested,
-            "objective_evaluations": self.objective_evaluations,
-            "iterations": self.iterations,
-            "text": self.text,
-        }
+        """Every field but ``per``, in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "per"}
 
 
 def _int(value: object) -> int | None:

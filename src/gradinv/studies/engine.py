@@ -23,7 +23,7 @@ from typing import Any
 from gradinv.errors import ConfigError
 from gradinv.studies.executors import Executor, InProcessExecutor
 from gradinv.studies.rows import TrialRow
-from gradinv.studies.spec import StudySpec, Trial, from_record
+from gradinv.studies.spec import StudyResult, StudySpec, Trial, from_record
 from gradinv.studies.store import STORE_NAME, Store
 from gradinv.studies.trial import TrialTask
 
@@ -44,22 +44,14 @@ class StudyEvent:
 
 
 @dataclass(frozen=True)
-class StudyRun:
-    """A study's state in its folder: the current trials' rows and what was computed this time."""
+class StudyRun(StudyResult):
+    """A study's state in its folder (:class:`StudyResult`) and what was computed this time."""
 
-    spec: StudySpec
-    out_dir: Path
-    rows: tuple[TrialRow, ...]
-    total: int
     computed: int
     reused: int
     stale: int
     outputs: Any = None
     missing: tuple[str, ...] = field(default=())
-
-    @property
-    def complete(self) -> bool:
-        return len(self.rows) == self.total
 
 
 def tasks_for(spec: StudySpec, trials: Sequence[Trial]) -> list[TrialTask]:

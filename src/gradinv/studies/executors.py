@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from gradinv._checks import check_int
 from gradinv.errors import ConfigError
@@ -38,10 +38,8 @@ __all__ = [
     "threads_per_trial",
 ]
 
-logger = logging.getLogger(__name__)
-
 ExecutorName = Literal["local", "ray"]
-EXECUTORS: tuple[ExecutorName, ...] = ("local", "ray")
+EXECUTORS: tuple[ExecutorName, ...] = get_args(ExecutorName)
 
 
 def threads_per_trial(workers: int) -> int:

@@ -52,7 +52,7 @@ from typing import Any, Literal
 from gradinv.catalog import Measured
 from gradinv.errors import ConfigError
 from gradinv.studies.rows import RUN_SCALARS, TrialRow, format_value, scalar_title
-from gradinv.studies.spec import StudySpec, from_record
+from gradinv.studies.spec import StudyResult, StudySpec, from_record
 from gradinv.studies.store import STORE_NAME, Store
 from gradinv.studies.tables import direction, summarize
 
@@ -75,16 +75,6 @@ SHIPPED = Path(__file__).resolve().parent.parent / "catalog_measured.json"
 logger = logging.getLogger(__name__)
 
 Kind = Literal["attack", "defense", "label"]
-
-
-@dataclass(frozen=True)
-class StudyResult:
-    """A finished study read from its folder: the spec it ran and its current rows (grid order)."""
-
-    spec: StudySpec
-    out_dir: Path
-    rows: tuple[TrialRow, ...]
-    total: int
 
 
 @dataclass(frozen=True)

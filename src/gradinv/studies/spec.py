@@ -53,7 +53,7 @@ from gradinv._checks import check_int
 from gradinv.config import _ALL_SECTIONS, ExperimentConfig, check_sections, parse_config, read_toml, to_nested
 from gradinv.errors import ConfigError, did_you_mean
 from gradinv.settings import from_mapping
-from gradinv.studies.rows import RUN_SCALARS, TableLayout
+from gradinv.studies.rows import RUN_SCALARS, TableLayout, TrialRow
 from gradinv.studies.tradeoff import FrontierSpec
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "AxisValue",
     "ScaleSpec",
     "StudyInfo",
+    "StudyResult",
     "StudySpec",
     "Trial",
     "from_record",
@@ -372,6 +373,21 @@ class StudySpec:
                 values = {a.name: v.raw for a, v in point}
                 out.append(Trial(key=key, point=labels, values=values, repeat=r, config=cfg_r))
         return tuple(out)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """A study read from its folder: the spec it ran and its current trials' rows (grid order) of the
+    spec's ``total`` trials."""
+
+    spec: StudySpec
+    out_dir: Path
+    rows: tuple[TrialRow, ...]
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        return len(self.rows) == self.total
 
 
 def _check_layout(info: StudyInfo, axes: Sequence[Axis]) -> None:

@@ -21,7 +21,7 @@ fine. A tie between the ground truth and another image counts as not identified.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -35,7 +35,7 @@ from gradinv.metrics.functional.stlpips import stlpips
 __all__ = ["IIP_DISTANCES", "iip", "iip_pool", "pairwise_distance"]
 
 Distance = Literal["mse", "lpips", "stlpips"]
-IIP_DISTANCES: tuple[str, ...] = ("mse", "lpips", "stlpips")
+IIP_DISTANCES: tuple[str, ...] = get_args(Distance)
 #: Candidates closer than this (max absolute pixel difference) to a ground-truth image are that image.
 SAME_IMAGE_TOL = 0.5 / 255
 

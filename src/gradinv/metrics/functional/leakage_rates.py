@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -49,7 +49,7 @@ __all__ = [
 PSNR_THRESHOLD = 18.0
 LPIPS_THRESHOLD = 0.1
 Perceptual = Literal["lpips", "stlpips", "none"]
-PERCEPTUAL_TESTS: tuple[str, ...] = ("lpips", "stlpips", "none")
+PERCEPTUAL_TESTS: tuple[str, ...] = get_args(Perceptual)
 
 
 def reconstruction_indicator(

@@ -10,7 +10,7 @@ Naval Research Logistics Quarterly, 1955). Costs: ``"mse"`` (default), ``"psnr"`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from gradinv.metrics.functional.ssim import ssim
 __all__ = ["CRITERIA", "Matching", "match", "pairwise_cost"]
 
 Criterion = Literal["mse", "psnr", "ssim"]
-CRITERIA: tuple[str, ...] = ("mse", "psnr", "ssim")
+CRITERIA: tuple[str, ...] = get_args(Criterion)
 
 
 @dataclass(frozen=True)
