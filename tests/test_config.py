@@ -45,7 +45,7 @@ def test_issue_example_parses(tmp_path, photos):
         ({"dta": {}}, "Unknown section [dta]. Did you mean 'data'?"),
         ({"data": {"sorce": "samples"}}, "Unknown key 'sorce' in [data]. Did you mean 'source'?"),
         ({"attack": {"name": "dlg", "iteratons": 3}}, "Unknown key 'iteratons' in [attack] for attack 'dlg'"),
-        ({"attack": {"name": "dgl"}}, "Unknown attack 'dgl'. Did you mean 'dlg'?"),
+        ({"attack": {"name": "dlgg"}}, "Unknown attack 'dlgg'. Did you mean 'dlg'?"),
         ({"model": {"name": "convnet", "widht": 8}}, "Unknown key 'widht' in [model] for model 'convnet'"),
         ({"model": {"name": "lenett"}}, "Valid models:"),
         ({"training": {"protocol": "fedprox"}}, "one of 'fedsgd', 'fedavg'"),

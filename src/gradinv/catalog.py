@@ -159,6 +159,63 @@ PAPER_004_ATTACKS: Mapping[str, PaperRow | None] = {
     "mgan-representatives": PaperRow(
         17, "Wang et al. (2019)", _GEN, "Online Opt.", "D", "FedSGD", "64×64", "1", "LeNet, ResNet-18", "[2]"
     ),
+    # [18] "GRNN", row "Ren et al. (2022) [18] | B | FedSGD | 64×64 | 256 | LeNet, ResNet-18 | ★"
+    # (Generative Model-based, Direct Reconstruction)
+    "grnn": PaperRow(
+        18,
+        "Ren et al. (2022)",
+        _GEN,
+        "Direct Reconstruction",
+        "B",
+        "FedSGD",
+        "64×64",
+        "256",
+        "LeNet, ResNet-18",
+        "★",
+    ),
+    # [20] "Gradient Inversion with Generative Image Prior", row "Jeon et al. (2021) [20] | D | FedSGD |
+    # 64×64 | 4 | ResNet-18 | ◦" (Latent-Space Optimization)
+    "gias": PaperRow(
+        20,
+        "Jeon et al. (2021)",
+        _GEN,
+        "Latent-Space Optimization",
+        "D",
+        "FedSGD",
+        "64×64",
+        "4",
+        "ResNet-18",
+        "◦",
+    ),
+    # [21] "Generative Gradient Leakage", row "Li et al. (2022) [21] | D | FedSGD | 224×224 | 1 | ResNet-18 |
+    # [2]"
+    "ggl": PaperRow(
+        21,
+        "Li et al. (2022)",
+        _GEN,
+        "Latent-Space Optimization",
+        "D",
+        "FedSGD",
+        "224×224",
+        "1",
+        "ResNet-18",
+        "[2]",
+    ),
+    # [22] "GIFD", row "Fang et al. (2023) [22] | D | FedSGD | 64×64 | 1 | ResNet-18 | [2]"
+    "gifd": PaperRow(
+        22,
+        "Fang et al. (2023)",
+        _GEN,
+        "Latent-Space Optimization",
+        "D",
+        "FedSGD",
+        "64×64",
+        "1",
+        "ResNet-18",
+        "[2]",
+    ),
+    # Learning to Invert (Wu et al., UAI 2023) is not in 004's table
+    "lti": None,
     # [25] "R-GAP", row "Zhu et al. (2021) [25] | B | FedSGD | 64×64 | 1 | 6 layer CNN | 🆕" (Closed Form)
     "rgap": PaperRow(
         25, "Zhu et al. (2021)", _ANA, "Closed Form", "B", "FedSGD", "64×64", "1", "6 layer CNN", "🆕"
@@ -359,6 +416,11 @@ LEARNING: Mapping[str, str] = {
     "fishing": "FedSGD; FedAvg (sample count needs training details)",
     "inconsistent-models": "FedSGD; FedAvg without weight decay",
     "sybil-ddp": "FedSGD; FedAvg (as the inner attack)",
+    "gias": "FedSGD; FedAvg deltas as a pseudo-gradient",
+    "gifd": "FedSGD; FedAvg deltas as a pseudo-gradient",
+    "ggl": "FedSGD; FedAvg deltas as a pseudo-gradient",
+    "grnn": "FedSGD; FedAvg deltas as a pseudo-gradient",
+    "lti": "FedSGD; FedAvg (the surrogate clients train as the view's training details say)",
 }
 
 #: Label recovery of attacks whose config has no ``labels`` option, or whose ``auto`` differs from the
@@ -375,6 +437,8 @@ LABELS: Mapping[str, str] = {
     "fishing": "the fished target class",
     "inconsistent-models": "the inner attack's",
     "sybil-ddp": "the inner attack's",
+    "grnn": "generated: the generator's label branch (softmax), trained jointly with the image",
+    "lti": "none (the inversion network outputs images only)",
 }
 
 
@@ -605,6 +669,11 @@ def _md(text: object) -> str:
     return str(text if text is not None else "—").replace("|", "\\|").replace("\n", " ")
 
 
+def _md_row(*cells: object) -> str:
+    """One row of a Markdown table, every cell escaped."""
+    return "| " + " | ".join(_md(v) for v in cells) + " |"
+
+
 def _measured_text(m: Measured | None) -> str:
     return f"{m.value} (`{m.command}`)" if m is not None else "—"
 
@@ -658,40 +727,30 @@ def render_markdown(catalog: Catalog) -> str:
     ]
     for a in catalog.attacks:
         out.append(
-            "| "
-            + " | ".join(
-                _md(v)
-                for v in (
-                    f"{a.title} (`{a.name}`)",
-                    a.family,
-                    a.threat_gradinv,
-                    a.threat_004,
-                    _agreement(a),
-                    a.learning,
-                    a.label_recovery,
-                    _measured_text(a.measured),
-                )
+            _md_row(
+                f"{a.title} (`{a.name}`)",
+                a.family,
+                a.threat_gradinv,
+                a.threat_004,
+                _agreement(a),
+                a.learning,
+                a.label_recovery,
+                _measured_text(a.measured),
             )
-            + " |"
         )
     header = "| defense | stage | gradinv (runs under) | 004 (effective under) | note | measured |"
     out += ["", "## Defenses", "", header]
     out.append("|---|---|---|---|---|---|")
     for d in catalog.defenses:
         out.append(
-            "| "
-            + " | ".join(
-                _md(v)
-                for v in (
-                    f"{d.title} (`{d.name}`)",
-                    d.stage,
-                    d.threat_gradinv,
-                    _defense_004(d.paper_004),
-                    d.note,
-                    _measured_text(d.measured),
-                )
+            _md_row(
+                f"{d.title} (`{d.name}`)",
+                d.stage,
+                d.threat_gradinv,
+                _defense_004(d.paper_004),
+                d.note,
+                _measured_text(d.measured),
             )
-            + " |"
         )
     out += ["", "## Label recovery methods", "", "| method | description | paper | assumption | measured |"]
     out.append("|---|---|---|---|---|")
