@@ -14,12 +14,14 @@ gradinv.errors.ConfigError: Expected `bits` to be an int in [1, 16], but got 0. 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Collection
+from pathlib import Path
 from typing import TypeVar
 
-from gradinv.errors import ConfigError
+from gradinv.errors import ConfigError, GradinvError
 
-__all__ = ["check_choice", "check_int", "check_range"]
+__all__ = ["check_choice", "check_int", "check_range", "existing_file"]
 
 T = TypeVar("T")
 
@@ -78,3 +80,24 @@ def check_range(
             bound = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise _fail(f"{label} {bound}", value, fix)
     return value
+
+
+def existing_file(
+    path: str | os.PathLike[str],
+    *,
+    expected: str,
+    error: type[GradinvError] = ConfigError,
+    directory: str = "is a directory",
+    fix: str = "",
+) -> Path:
+    """``path`` (``~`` expanded) when it is a file; otherwise ``error``: "Expected ``expected``, but
+    'PATH' is a directory (``directory``) / does not exist. Check the path (relative paths start at
+    the working directory)." then ``fix``."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        where = directory if p.is_dir() else "does not exist"
+        raise error(
+            f"Expected {expected}, but {str(p)!r} {where}. Check the path (relative paths start at "
+            f"{Path.cwd()})." + (f" {fix}" if fix else "")
+        )
+    return p

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
+from gradinv._checks import existing_file
 from gradinv.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover  (torch and the registries load only when a command runs)
@@ -466,13 +467,7 @@ def int_type(minimum: int | None = None, *, flag: str = "the value") -> Callable
 
 def check_text_file(path: str | os.PathLike[str], *, option: str = "--config") -> None:
     """Refuse a config path that is not a UTF-8 text file (a binary file, a directory) up front."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        where = "is a directory" if p.is_dir() else "does not exist"
-        raise ConfigError(
-            f"Expected a TOML config file at {str(p)!r} ({option}), but it {where}. Check the path "
-            f"(relative paths start at {Path.cwd()})."
-        )
+    p = existing_file(path, expected=f"a TOML config file ({option})")
     try:
         p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gradinv._checks import existing_file
 from gradinv.data.dataset import ImageDataset
 from gradinv.errors import DataError
 
@@ -82,13 +83,8 @@ def load_npz(path: str | PathLike[str]) -> ImageDataset:
 
     Without ``classes``, classes are named ``"0"``..``"K-1"`` with ``K = max label + 1``.
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        what = "is a directory (for an image folder use folder:DIR)" if p.is_dir() else "does not exist"
-        raise DataError(
-            f"Expected an .npz file with {_LAYOUT}, but {str(p)!r} {what}. Check the path (relative paths "
-            f"start at {Path.cwd()})."
-        )
+    folder = "is a directory (for an image folder use folder:DIR)"
+    p = existing_file(path, expected=f"an .npz file with {_LAYOUT}", error=DataError, directory=folder)
     try:
         _check_format(p)
         with np.load(p, allow_pickle=False) as f:

@@ -28,12 +28,12 @@ import inspect
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from torch import nn
 
+from gradinv._checks import existing_file
 from gradinv.errors import ModelError
 
 __all__ = ["SHAPE_ARGUMENTS", "UserFactory", "is_import_path", "load_factory"]
@@ -72,13 +72,7 @@ _MODULES: dict[tuple[str, float], ModuleType] = {}
 
 
 def _load_file(target: str, name: str) -> ModuleType:
-    path = Path(target).expanduser()
-    if not path.is_file():
-        where = "is a directory" if path.is_dir() else "does not exist"
-        raise ModelError(
-            f"Expected a Python file for model {name!r}, but {str(path)!r} {where} (relative paths start at "
-            f"{Path.cwd()}). {_FIX}"
-        )
+    path = existing_file(target, expected=f"a Python file for model {name!r}", error=ModelError, fix=_FIX)
     resolved = path.resolve()
     key = (str(resolved), resolved.stat().st_mtime)
     if key in _MODULES:
