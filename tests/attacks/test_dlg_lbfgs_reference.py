@@ -66,7 +66,9 @@ def _reference(view: AttackerView, size: int) -> tuple[torch.Tensor, int, float]
 def test_dlg_lbfgs_uses_its_budget_like_the_papers_loop():
     torch.manual_seed(0)
     ds = load_npz(_cifar())
-    batch = ds.to_batch([3], normalization="cifar10")
+    # image 4: on some CPUs image 3 (the first choice) drives both loops into sigmoid saturation,
+    # where the gradient vanishes and both stop early (the reference after 125 evaluations)
+    batch = ds.to_batch([4], normalization="cifar10")
     _, view = simulate_view(tiny_lenet(32, seed=0), [batch], threat="B")
 
     res = create_attack("dlg", iterations=STEPS, restarts=1).reconstruct(view)
