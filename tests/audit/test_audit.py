@@ -229,3 +229,28 @@ def test_plan_of_the_shipped_example_model() -> None:
     b, f = dict(plan["B"]), dict(plan["F"])
     assert "Conv2d" in b["fc-bias"][0] and not b["inverting-gradients"]
     assert "does not grant" in b["robbing-the-fed"][0] and not f["robbing-the-fed"]
+
+
+def test_a_generator_adds_the_generative_attacks_where_surrogate_data_is_granted(tmp_path: Path) -> None:
+    """``--generator``: GIAS and GGL join the candidates after the analytic attacks, with the prior
+    passed on; refused (with the surrogate-data reason) under C, applicable under D; a missing weight
+    file is a reason in the plan, not a crash mid-audit."""
+    from gradinv.audit import plan_audit
+    from gradinv.audit.spec import CANDIDATES, with_generative
+    from tests.attacks._tiny_generator import tiny_generator_file
+
+    order = with_generative(CANDIDATES)
+    assert order.index("spear") + 1 == order.index("gias") < order.index("ggl") < order.index("idlg")
+    cfg = apply_overrides(
+        ExperimentConfig(), {"data.source": "samples", "data.num_images": 1, "data.image_size": 16}
+    )
+    spec = AuditSpec(cfg, threats=("C", "D"), candidates=order, generator=tiny_generator_file())
+    assert spec.params("gias")["generator"] == tiny_generator_file() and "generator" not in spec.params(
+        "idlg"
+    )
+    plan = plan_audit(spec)
+    c, d = dict(plan["C"]), dict(plan["D"])
+    assert "surrogate" in c["gias"][0] and "surrogate" in c["ggl"][0]
+    assert not d["gias"] and not d["ggl"]
+    missing = AuditSpec(cfg, threats=("D",), candidates=order, generator=str(tmp_path / "none.pt"))
+    assert "cannot load its generator" in dict(plan_audit(missing)["D"])["gias"][0]

@@ -27,10 +27,12 @@ __all__ = [
     "ACTIVE_CANDIDATES",
     "AUDIT_PARAMS",
     "CANDIDATES",
+    "GENERATIVE_CANDIDATES",
     "PASSIVE_CANDIDATES",
     "THREAT_IDS",
     "AuditSpec",
     "experiment_config",
+    "with_generative",
 ]
 
 #: the SoK's threat models, in order
@@ -50,6 +52,9 @@ PASSIVE_CANDIDATES = (
     "dlg",
 )
 CANDIDATES = ACTIVE_CANDIDATES + PASSIVE_CANDIDATES
+#: generative-prior attacks (surrogate knowledge: threat models D–H), candidates only when the audit
+#: is given a generator for the user's data (``--generator``); they run after the analytic attacks
+GENERATIVE_CANDIDATES = ("gias", "ggl")
 
 #: the audit's parameters per attack (iterations capped so that several attacks fit a small budget)
 AUDIT_PARAMS: Mapping[str, Mapping[str, Any]] = {
@@ -59,7 +64,18 @@ AUDIT_PARAMS: Mapping[str, Mapping[str, Any]] = {
     "fedavg-leakage": {"iterations": 300},
     "gradinversion": {"iterations": 400},
     "fishing": {"iterations": 300},
+    "gias": {"iterations": 300, "restarts": 2, "finetune_iterations": 100},
+    "ggl": {"iterations": 60, "population": 24},
 }
+
+
+def with_generative(candidates: tuple[str, ...]) -> tuple[str, ...]:
+    """``candidates`` with the generative attacks after the last analytic one (``fc-bias``, ``rgap``,
+    ``spear``), unless already listed."""
+    extra = tuple(a for a in GENERATIVE_CANDIDATES if a not in candidates)
+    analytic = [i for i, a in enumerate(candidates) if a in ("fc-bias", "rgap", "spear")]
+    cut = analytic[-1] + 1 if analytic else 0
+    return (*candidates[:cut], *extra, *candidates[cut:])
 
 
 @dataclass(frozen=True)
@@ -72,7 +88,10 @@ class AuditSpec:
     goes to the next). ``max_attacks``: applicable attacks run per threat model (the strongest first).
     ``attack_params``: per attack name, parameters that replace the audit's defaults.
     ``frontier``: a study folder (``gradinv study run … --out DIR``) whose frontier to read; default:
-    the numbers shipped with gradinv. ``vet``: vet the crafted model of every active attack."""
+    the numbers shipped with gradinv. ``vet``: vet the crafted model of every active attack.
+    ``generator``: the image prior of the generative attacks (a registered generator or a file of
+    ``gradinv train-generator``; ``generator_weights`` its weight file): given, GIAS and GGL join the
+    candidates (:func:`with_generative`) for the threat models granting surrogate data."""
 
     base: ExperimentConfig
     budget_minutes: float = 5.0
@@ -83,6 +102,8 @@ class AuditSpec:
     frontier: Path | None = None
     vet: bool = True
     device: str = "auto"
+    generator: str | None = None
+    generator_weights: str | None = None
 
     def __post_init__(self) -> None:
         b = self.budget_minutes
@@ -106,8 +127,13 @@ class AuditSpec:
         return float(self.budget_minutes) * 60.0
 
     def params(self, attack: str) -> dict[str, Any]:
-        """The parameters the audit runs ``attack`` with."""
-        return {**AUDIT_PARAMS.get(attack, {}), **dict(self.attack_params.get(attack, {}))}
+        """The parameters the audit runs ``attack`` with (the generator for the generative attacks)."""
+        prior: dict[str, Any] = {}
+        if self.generator is not None and attack in GENERATIVE_CANDIDATES:
+            prior = {"generator": self.generator}
+            if self.generator_weights is not None:
+                prior["generator_weights"] = self.generator_weights
+        return {**AUDIT_PARAMS.get(attack, {}), **prior, **dict(self.attack_params.get(attack, {}))}
 
 
 def experiment_config(spec: AuditSpec, threat: str, attack: str) -> ExperimentConfig:

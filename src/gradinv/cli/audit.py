@@ -84,6 +84,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--frontier", type=Path, metavar="DIR", help="a frontier study folder for the defense advice"
     )
     p.add_argument("--no-vet", action="store_true", help="do not vet the malicious servers' crafted models")
+    p.add_argument(
+        "--generator",
+        metavar="NAME|FILE",
+        help="an image prior for your data (a registered generator, or a file of gradinv train-generator): "
+        "adds the generative attacks GIAS and GGL under threat models D-H",
+    )
+    p.add_argument("--generator-weights", metavar="FILE", help="the weight file of a registered --generator")
     add_run_flags(p, set_example="training.lr=0.01", dry_run="check the setup and print the plan; no attack")
     p.set_defaults(func=run)
 
@@ -141,6 +148,14 @@ def build_spec(args: argparse.Namespace) -> Any:
     attacks = _names(args.attacks, "--attacks")
     if attacks is not None:
         kwargs["candidates"] = attacks
+    if args.generator_weights and not args.generator:
+        raise ConfigError("Expected --generator with --generator-weights, but got no --generator.")
+    if args.generator:
+        from gradinv.audit.spec import CANDIDATES, with_generative
+
+        kwargs["candidates"] = with_generative(kwargs.get("candidates", CANDIDATES))
+        kwargs["generator"] = args.generator
+        kwargs["generator_weights"] = args.generator_weights
     return AuditSpec(cfg, **kwargs)
 
 
