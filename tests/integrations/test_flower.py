@@ -88,6 +88,12 @@ def run(
         )
         out.update({r: dict(m) for r, m in result.train_metrics_clientapp.items()})
 
+    simulate(server, client)
+    return out
+
+
+def simulate(server: ServerApp, client: ClientApp) -> None:
+    """A real Flower simulation of ``CLIENTS`` supernodes on the Ray backend (2 CPUs)."""
     run_simulation(
         server_app=server,
         client_app=client,
@@ -97,7 +103,6 @@ def run(
             "init_args": {"num_cpus": 2, "include_dashboard": False},
         },
     )
-    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,13 +19,12 @@ from flwr.common import ndarrays_to_parameters
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.strategy import FedAvg as LegacyFedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
-from flwr.simulation import run_simulation
 
 from gradinv.fl.client import local_update
 from gradinv.integrations.flower import LegacyAuditStrategy, numpy_client_fn
 from gradinv.integrations.flower.audit import SECURE_AGGREGATION_SEEN
 from gradinv.types import TrainingConfig
-from tests.integrations.test_flower import CLIENTS, FEDSGD, digits, mlp
+from tests.integrations.test_flower import CLIENTS, FEDSGD, digits, mlp, simulate
 
 BATCHES = {k: digits(1, start=10 * k) for k in range(CLIENTS)}
 
@@ -51,15 +50,7 @@ def audited_run(*, secagg: bool) -> LegacyAuditStrategy:
         fit = SecAggPlusWorkflow(num_shares=CLIENTS, reconstruction_threshold=2) if secagg else None
         DefaultWorkflow(fit_workflow=fit)(grid, legacy)
 
-    run_simulation(
-        server_app=server,
-        client_app=client,
-        num_supernodes=CLIENTS,
-        backend_config={
-            "client_resources": {"num_cpus": 1},
-            "init_args": {"num_cpus": 2, "include_dashboard": False},
-        },
-    )
+    simulate(server, client)
     return audit
 
 
