@@ -12,7 +12,7 @@ latent (or an intermediate feature, or its parameters) instead of the image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -68,9 +68,20 @@ class GenerativeAttack(OptimizationAttack):
     base_requirements: ClassVar[tuple[Requirement, ...]] = (UPDATES_NEEDED, BASIC_NEEDED, GENERATOR_NEEDED)
     config: GenerativeConfig
 
+    def __init__(self, config: GenerativeConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
+        self._generators: dict[str, Generator] = {}
+
     def _generator(self, device: torch.device) -> Generator:
-        cfg = self.config
-        return load_generator(cfg.generator, weights=cfg.generator_weights or None, device=device)
+        """The config's generator on ``device``, loaded once per device (the checks and the run
+        share it; it is frozen, so no run changes it)."""
+        key = str(device)
+        if key not in self._generators:
+            cfg = self.config
+            self._generators[key] = load_generator(
+                cfg.generator, weights=cfg.generator_weights or None, device=device
+            )
+        return self._generators[key]
 
     def check_view(self, view: AttackerView) -> list[str]:
         """The optimisation attacks' checks, and that the generator loads (a missing or mismatched

@@ -69,6 +69,7 @@ from torch.func import vmap
 
 from gradinv._checks import check_choice, check_int, check_range
 from gradinv.attacks._generative import GenerativeAttack, GenerativeConfig, latent_objective
+from gradinv.attacks._update_form import read_update_form
 from gradinv.attacks.base import ProgressFn, register_attack
 from gradinv.attacks.gradients import Objective, Probe
 from gradinv.attacks.objectives import DistanceName
@@ -101,6 +102,8 @@ AdaptiveMode = Literal["auto", "off", "topk", "noise", "sign"]
 ADAPTIVE_MODES: tuple[str, ...] = ("auto", "off", "topk", "noise", "sign")
 
 #: ``auto`` takes the observed update as sparsified when at least this fraction of it is exactly zero
+#: (lower than :data:`gradinv.attacks._update_form.SPARSE_FRACTION`: a support mask read off a dense
+#: update with dead units costs GGL little, while LTI would train on wrongly sparsified updates)
 SPARSE_FRACTION = 0.25
 
 
@@ -177,24 +180,18 @@ class DefenseSimulation:
 
 
 def infer_defense(target: Sequence[Tensor]) -> tuple[str, str]:
-    """``(mode, note)``: the defense ``auto`` reads off the observed update ``target``: ``sign`` when
-    every tensor holds one magnitude ``s`` (``+-s``), ``topk`` when at least
-    :data:`SPARSE_FRACTION` of the entries are exactly zero, otherwise ``off``."""
-    total = sum(t.numel() for t in target)
-    zeros = sum(int((t == 0).sum()) for t in target)
-    two_valued = all(
-        t.numel() > 1 and zeros == 0 and float(t.abs().max() - t.abs().min()) <= 1e-6 * float(t.abs().max())
-        for t in target
-    )
-    if two_valued:
+    """``(mode, note)``: the defense ``auto`` reads off the observed update ``target``
+    (:func:`~gradinv.attacks._update_form.read_update_form`, sparse from :data:`SPARSE_FRACTION`
+    zeros): ``sign``, ``topk`` or ``off``."""
+    form = read_update_form(target, sparse_fraction=SPARSE_FRACTION)
+    if form.kind == "sign":
         return "sign", "adaptive auto: every update tensor is +-s (sign compression): dummy gradients signed"
-    frac = zeros / max(1, total)
-    if frac >= SPARSE_FRACTION:
+    if form.kind == "sparse":
         return "topk", (
-            f"adaptive auto: {frac:.1%} of the update is exactly zero (top-k / pruning): dummy gradients "
-            "masked with the update's support"
+            f"adaptive auto: {form.zeros:.1%} of the update is exactly zero (top-k / pruning): dummy "
+            "gradients masked with the update's support"
         )
-    return "off", f"adaptive auto: no sparsification or sign compression detected ({frac:.1%} zeros)"
+    return "off", f"adaptive auto: no sparsification or sign compression detected ({form.zeros:.1%} zeros)"
 
 
 def _simulation(cfg: GGLConfig, setup: Setup, indices: Sequence[int]) -> tuple[DefenseSimulation, str]:
@@ -207,8 +204,7 @@ def _simulation(cfg: GGLConfig, setup: Setup, indices: Sequence[int]) -> tuple[D
         kept = sum(int(m.sum()) for m in masks) / max(1, sum(m.numel() for m in masks))
         return DefenseSimulation("topk", masks=masks), f"{note}; {kept:.1%} of the coordinates matched"
     if mode == "sign":
-        unit = all(bool(torch.allclose(t.abs(), torch.ones_like(t))) for t in target)
-        scale: Literal["mean", "none"] = "none" if unit else "mean"
+        scale = read_update_form(target).sign_scale
         return DefenseSimulation("sign", sign_scale=scale), f"{note} (scale {scale})"
     if mode == "noise":
         return DefenseSimulation(

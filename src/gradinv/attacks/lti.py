@@ -59,6 +59,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from gradinv.attacks._update_form import read_update_form
 from gradinv.attacks.base import (
     BASIC_NEEDED,
     UPDATES_NEEDED,
@@ -135,29 +136,16 @@ class LTIConfig(AttackConfig):
 
 
 def infer_defense(params: Mapping[str, Tensor]) -> InferredDefense:
-    """The update defense an update's form reveals (see the module docstring): ``("signsgd",
-    {"scale": ...}, why)``, ``("topk", {"ratio": ...}, why)`` or ``(None, {}, why)``."""
-    tensors = [t.detach().reshape(-1) for t in params.values() if t.numel()]
-    total = sum(t.numel() for t in tensors)
-    if total > len(tensors):  # more entries than tensors: a constant magnitude is informative
-        constant = all(bool((t.abs() == t[0].abs()).all()) for t in tensors)
-        if constant:
-            ones = all(bool((t.abs() == 1).all()) for t in tensors)
-            scale = "none" if ones else "mean"
-            return (
-                "signsgd",
-                {"scale": scale},
-                f"every tensor has entries of one magnitude (signSGD, {scale})",
-            )
-    zeros = sum(int((t == 0).sum()) for t in tensors)
-    if total and zeros >= total / 2:
-        ratio = max(1, total - zeros) / total
-        return (
-            "topk",
-            {"ratio": ratio},
-            f"{zeros / total:.1%} of the entries are zero (top-k, ratio {ratio:.4g})",
-        )
-    return None, {}, "no sign or sparsity pattern in the update (no defense simulated)"
+    """The update defense an update's form reveals (:func:`~gradinv.attacks._update_form.
+    read_update_form`): ``("signsgd", {"scale": ...}, why)``, ``("topk", {"ratio": ...}, why)`` or
+    ``(None, {}, why)``."""
+    form = read_update_form(list(params.values()))
+    if form.kind == "sign":
+        return "signsgd", {"scale": form.sign_scale}, f"{form.detail} (signSGD)"
+    if form.kind == "sparse":
+        ratio = max(1, form.entries - form.zero_entries) / form.entries
+        return "topk", {"ratio": ratio}, f"{form.detail} (top-k, ratio {ratio:.4g})"
+    return None, {}, f"{form.detail} (no defense simulated)"
 
 
 def count_sketch(dim: int, features: int, *, seed: int) -> Callable[[Tensor], Tensor]:
